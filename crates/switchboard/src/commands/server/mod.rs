@@ -1,0 +1,105 @@
+//! `switchboard server <kind>`: one built-in MCP server on its own, over stdio or HTTP.
+//!
+//! Each server kind is one module here that turns its flags into the server crate's config;
+//! the transport flags and the serving loop are shared by all of them.
+
+mod fs;
+
+use std::net::SocketAddr;
+
+use clap::{Args, Subcommand, ValueEnum};
+use rmcp::ServerHandler;
+use switchboard_transport::HttpLimits;
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// The filesystem server, confined to its roots.
+    Fs(fs::FsArgs),
+}
+
+pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
+    match command {
+        ServerCommand::Fs(args) => fs::run(args).await,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportKind {
+    /// MCP over this process's stdin and stdout.
+    Stdio,
+    /// Streamable HTTP at `/mcp` (both protocol eras).
+    Http,
+}
+
+/// How a server is exposed. Shared by every `server` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct TransportArgs {
+    /// Transport to serve on.
+    #[arg(long, value_enum, default_value_t = TransportKind::Stdio)]
+    pub transport: TransportKind,
+    /// Address to listen on for HTTP. Binds loopback unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Largest accepted HTTP request body, in bytes (larger gets 413).
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Accepted `Host` header values (DNS-rebinding protection); repeat the flag for several.
+    /// Defaults to the loopback names.
+    #[arg(long = "allowed-host")]
+    pub allowed_hosts: Vec<String>,
+    /// Accepted browser `Origin` values, e.g. `http://localhost:*`; other origins get 403.
+    #[arg(long = "allowed-origin")]
+    pub allowed_origins: Vec<String>,
+    /// Seconds after which an idle session of a session-era client is closed.
+    #[arg(long, default_value_t = 300)]
+    pub session_idle_secs: u64,
+}
+
+impl TransportArgs {
+    fn http_limits(&self) -> HttpLimits {
+        let defaults = HttpLimits::default();
+        HttpLimits {
+            max_body_bytes: self.max_body_bytes,
+            allowed_hosts: if self.allowed_hosts.is_empty() {
+                defaults.allowed_hosts
+            } else {
+                self.allowed_hosts.clone()
+            },
+            allowed_origins: self.allowed_origins.clone(),
+            session_idle_timeout: std::time::Duration::from_secs(self.session_idle_secs),
+            ..defaults
+        }
+    }
+}
+
+/// Serves `server` on the chosen transport until the client leaves (stdio) or the process is
+/// interrupted (HTTP). For HTTP, the bound address is printed to stderr as
+/// `listening on http://ADDR/mcp` so scripts and tests can find a port-0 listener.
+pub async fn serve<S>(server: S, transport: &TransportArgs) -> anyhow::Result<()>
+where
+    S: ServerHandler + Clone + Send + Sync + 'static,
+{
+    match transport.transport {
+        TransportKind::Stdio => {
+            switchboard_transport::serve_stdio(server).await?;
+        }
+        TransportKind::Http => {
+            let http = switchboard_transport::serve_http(
+                move || Ok(server.clone()),
+                transport.listen,
+                "/mcp",
+                &transport.http_limits(),
+            )
+            .await?;
+            eprintln!("listening on http://{}/mcp", http.local_addr);
+            let stop = http.cancellation_token();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    stop.cancel();
+                }
+            });
+            http.wait().await?;
+        }
+    }
+    Ok(())
+}
