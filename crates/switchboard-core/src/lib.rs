@@ -28,7 +28,8 @@ pub fn output_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
 pub fn success<T: ToolOutput>(output: &T) -> CallToolResult {
     match serde_json::to_value(output) {
         Ok(value) => {
-            let mut result = CallToolResult::success(vec![ContentBlock::text(output.render_text())]);
+            let mut result =
+                CallToolResult::success(vec![ContentBlock::text(output.render_text())]);
             result.structured_content = Some(value);
             result
         }
@@ -47,7 +48,9 @@ pub fn success<T: ToolOutput>(output: &T) -> CallToolResult {
 /// branch on `kind` without parsing prose.
 pub fn failure(kind: &str, message: impl Into<String>) -> CallToolResult {
     let message = message.into();
-    let mut result = CallToolResult::error(vec![ContentBlock::text(format!("Error ({kind}): {message}"))]);
+    let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
+        "Error ({kind}): {message}"
+    ))]);
     result.structured_content = Some(serde_json::json!({
         "error": { "kind": kind, "message": message }
     }));
@@ -55,7 +58,11 @@ pub fn failure(kind: &str, message: impl Into<String>) -> CallToolResult {
 }
 
 /// A tool error that also carries details (for example the current version on a conflict).
-pub fn failure_with(kind: &str, message: impl Into<String>, details: serde_json::Value) -> CallToolResult {
+pub fn failure_with(
+    kind: &str,
+    message: impl Into<String>,
+    details: serde_json::Value,
+) -> CallToolResult {
     let message = message.into();
     let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
         "Error ({kind}): {message}\n{details}"
@@ -85,7 +92,10 @@ mod tests {
     fn success_carries_text_and_structure() {
         let result = success(&Greeting { text: "hi".into() });
         assert_eq!(result.is_error, Some(false));
-        assert_eq!(result.structured_content, Some(serde_json::json!({"text": "hi"})));
+        assert_eq!(
+            result.structured_content,
+            Some(serde_json::json!({"text": "hi"}))
+        );
         let text = result.content[0].as_text().map(|t| t.text.clone());
         assert_eq!(text.as_deref(), Some("hi"));
     }

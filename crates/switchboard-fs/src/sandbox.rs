@@ -48,7 +48,8 @@ impl Root {
             std::fs::canonicalize(&absolute).map_err(|source| FsError::io(path, source))?;
         let dir = Dir::open_ambient_dir(&canonical, ambient_authority())
             .map_err(|source| FsError::io(path, source))?;
-        let alias = (lexical_normalize(&absolute) != canonical).then(|| lexical_normalize(&absolute));
+        let alias =
+            (lexical_normalize(&absolute) != canonical).then(|| lexical_normalize(&absolute));
         Ok(Root {
             path: canonical,
             alias,
@@ -230,7 +231,10 @@ mod tests {
     use super::*;
 
     fn sandbox(dirs: &[&Path]) -> Sandbox {
-        let roots = dirs.iter().map(|d| Root::open(d)).collect::<Result<Vec<_>, _>>();
+        let roots = dirs
+            .iter()
+            .map(|d| Root::open(d))
+            .collect::<Result<Vec<_>, _>>();
         Sandbox::new(roots.unwrap_or_default()).unwrap_or_else(|e| panic!("sandbox: {e}"))
     }
 
@@ -270,7 +274,10 @@ mod tests {
     fn nul_and_backslash_are_invalid() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let sb = sandbox(&[tmp.path()]);
-        assert!(matches!(sb.resolve("a\0b"), Err(FsError::InvalidPath { .. })));
+        assert!(matches!(
+            sb.resolve("a\0b"),
+            Err(FsError::InvalidPath { .. })
+        ));
         assert!(matches!(
             sb.resolve("..\\..\\etc\\passwd"),
             Err(FsError::InvalidPath { .. })

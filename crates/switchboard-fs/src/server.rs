@@ -347,7 +347,11 @@ impl ToolOutput for write::EditOutcome {
         while self.diff.contains(&fence) {
             fence.push('`');
         }
-        let note = if self.applied { "" } else { "(dry run, nothing written)\n" };
+        let note = if self.applied {
+            ""
+        } else {
+            "(dry run, nothing written)\n"
+        };
         format!("{note}{fence}diff\n{}{fence}\n", self.diff)
     }
 }
@@ -450,11 +454,10 @@ impl FsServer {
         let block = match media.kind {
             "image" => ContentBlock::image(media.base64.clone(), media.mime_type.clone()),
             "audio" => ContentBlock::audio(media.base64.clone(), media.mime_type.clone()),
-            _ => ContentBlock::resource(ResourceContents::blob(
-                media.base64.clone(),
-                format!("file://{}", media.path),
-            )
-            .with_mime_type(media.mime_type.clone())),
+            _ => ContentBlock::resource(
+                ResourceContents::blob(media.base64.clone(), format!("file://{}", media.path))
+                    .with_mime_type(media.mime_type.clone()),
+            ),
         };
         let mut result = CallToolResult::success(vec![block]);
         result.structured_content = serde_json::to_value(&media).ok();
@@ -647,7 +650,8 @@ impl FsServer {
         &self,
         Parameters(p): Parameters<PathParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.answer(move |sb, _| write::delete_file(sb, &p.path)).await
+        self.answer(move |sb, _| write::delete_file(sb, &p.path))
+            .await
     }
 
     #[tool(

@@ -190,7 +190,7 @@ pub fn list_with_sizes(
     if let SortBy::Size = sort_by {
         listing
             .entries
-            .sort_by(|a, b| b.size.unwrap_or(0).cmp(&a.size.unwrap_or(0)));
+            .sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
     }
     let total_files = listing
         .entries

@@ -218,7 +218,10 @@ pub fn read_media(sandbox: &Sandbox, limits: &Limits, path: &str) -> Result<Medi
     if bytes.len() as u64 > limits.max_read_bytes {
         return Err(FsError::LimitExceeded {
             path: display.display().to_string(),
-            message: format!("the file grew past the limit of {} bytes", limits.max_read_bytes),
+            message: format!(
+                "the file grew past the limit of {} bytes",
+                limits.max_read_bytes
+            ),
         });
     }
     let mime = mime_guess::from_path(&display).first_or_octet_stream();

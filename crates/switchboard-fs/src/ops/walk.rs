@@ -4,11 +4,7 @@
 //! directory swapped for a symlink mid-walk is refused rather than followed, and the walk can
 //! never list names outside the root. Symlinks are reported, never descended.
 
-use std::{
-    ffi::OsString,
-    sync::Arc,
-    time::Instant,
-};
+use std::{ffi::OsString, sync::Arc, time::Instant};
 
 use cap_fs_ext::DirExt;
 use cap_std::fs::Dir;
@@ -149,9 +145,7 @@ pub fn walk(
             if options.exclude.is_excluded(&rel) {
                 continue;
             }
-            if options.respect_gitignore
-                && (name == ".git" || is_ignored(&ignores, &rel, is_dir))
-            {
+            if options.respect_gitignore && (name == ".git" || is_ignored(&ignores, &rel, is_dir)) {
                 continue;
             }
             if let Flow::Stop = visit(&Visit {
@@ -219,10 +213,7 @@ pub fn include_set(patterns: &[String]) -> Result<Option<GlobSet>, FsError> {
     for pattern in patterns {
         builder.add(glob(pattern)?);
     }
-    builder
-        .build()
-        .map(Some)
-        .map_err(|e| FsError::BadRequest {
-            message: format!("bad glob: {e}"),
-        })
+    builder.build().map(Some).map_err(|e| FsError::BadRequest {
+        message: format!("bad glob: {e}"),
+    })
 }

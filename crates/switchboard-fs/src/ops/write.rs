@@ -69,7 +69,11 @@ pub fn write_file(
     path: &str,
     content: &str,
 ) -> Result<WriteOutcome, FsError> {
-    let (entry, _) = entry(sandbox, path, "is an allowed root; write to a file inside it")?;
+    let (entry, _) = entry(
+        sandbox,
+        path,
+        "is an allowed root; write to a file inside it",
+    )?;
     check_write_size(&entry.display, content.len(), limits)?;
     let created = write_atomically(&entry, content.as_bytes())?;
     Ok(WriteOutcome {
@@ -184,7 +188,11 @@ pub fn edit_file(
     }
     let diff = unified_diff(&original.replace("\r\n", "\n"), &text, &entry.display);
     if !dry_run {
-        let output = if crlf { text.replace('\n', "\r\n") } else { text };
+        let output = if crlf {
+            text.replace('\n', "\r\n")
+        } else {
+            text
+        };
         check_write_size(&entry.display, output.len(), limits)?;
         write_atomically(&entry, output.as_bytes())?;
     }
@@ -315,7 +323,11 @@ pub fn move_file(
     destination: &str,
 ) -> Result<MoveOutcome, FsError> {
     let (from, _) = entry(sandbox, source, "is an allowed root and cannot be moved")?;
-    let (to, _) = entry(sandbox, destination, "is an allowed root and cannot be replaced")?;
+    let (to, _) = entry(
+        sandbox,
+        destination,
+        "is an allowed root and cannot be replaced",
+    )?;
     if let Err(e) = from.parent.symlink_metadata(&from.name) {
         return Err(FsError::io(&from.display, e));
     }
@@ -430,9 +442,11 @@ mod tests {
     #[test]
     fn whitespace_tolerant_match_reindents() {
         let text = "fn main() {\n    let x = 1;\n    let y = 2;\n}\n";
-        let (out, _) =
-            apply_edit(text, &edit("let x = 1;\nlet y = 2;", "let x = 3;\nlet y = 4;", false))
-                .expect("edit");
+        let (out, _) = apply_edit(
+            text,
+            &edit("let x = 1;\nlet y = 2;", "let x = 3;\nlet y = 4;", false),
+        )
+        .expect("edit");
         assert_eq!(out, "fn main() {\n    let x = 3;\n    let y = 4;\n}\n");
     }
 
