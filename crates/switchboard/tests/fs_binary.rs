@@ -7,9 +7,7 @@ use rmcp::{
     RoleClient, ServiceExt,
     model::{CallToolRequestParams, ClientConfig, ProtocolVersion},
     service::{ClientLifecycleMode, RunningService, serve_client_with_lifecycle},
-    transport::{
-        ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess,
-    },
+    transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess},
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -95,7 +93,10 @@ async fn stdio_stateless_client() {
     )
     .await
     .expect("server/discover");
-    assert_eq!(client.peer_info().map(|i| i.protocol_version.clone()), Some(ProtocolVersion::V_2026_07_28));
+    assert_eq!(
+        client.peer_info().map(|i| i.protocol_version.clone()),
+        Some(ProtocolVersion::V_2026_07_28)
+    );
     exercise(&client, tmp.path()).await;
     client.cancel().await.expect("close");
 }
@@ -108,7 +109,15 @@ struct HttpChild {
 
 async fn spawn_http(root: &std::path::Path, extra: &[&str]) -> HttpChild {
     let mut child = tokio::process::Command::new(BIN)
-        .args(["server", "fs", "--transport", "http", "--listen", "127.0.0.1:0", "--root"])
+        .args([
+            "server",
+            "fs",
+            "--transport",
+            "http",
+            "--listen",
+            "127.0.0.1:0",
+            "--root",
+        ])
         .arg(root)
         .args(extra)
         .stdin(Stdio::null())
@@ -144,7 +153,10 @@ async fn http_both_eras_on_one_endpoint() {
         .serve(StreamableHttpClientTransport::from_uri(server.url.clone()))
         .await
         .expect("initialize over HTTP");
-    assert_eq!(legacy.peer_info().map(|i| i.protocol_version.clone()), Some(ProtocolVersion::V_2025_11_25));
+    assert_eq!(
+        legacy.peer_info().map(|i| i.protocol_version.clone()),
+        Some(ProtocolVersion::V_2025_11_25)
+    );
     exercise(&legacy, tmp.path()).await;
     legacy.cancel().await.expect("close");
 
@@ -157,7 +169,10 @@ async fn http_both_eras_on_one_endpoint() {
     )
     .await
     .expect("server/discover over HTTP");
-    assert_eq!(modern.peer_info().map(|i| i.protocol_version.clone()), Some(ProtocolVersion::V_2026_07_28));
+    assert_eq!(
+        modern.peer_info().map(|i| i.protocol_version.clone()),
+        Some(ProtocolVersion::V_2026_07_28)
+    );
     exercise(&modern, tmp.path()).await;
     modern.cancel().await.expect("close");
     drop(server.child);
@@ -185,7 +200,10 @@ async fn http_safety_checks() {
     };
     let ok = post(discover.to_string()).send().await.expect("discover");
     assert_eq!(ok.status(), 200);
-    assert!(ok.headers().get("mcp-session-id").is_none(), "stateless: no session");
+    assert!(
+        ok.headers().get("mcp-session-id").is_none(),
+        "stateless: no session"
+    );
     let body: Value = ok.json().await.expect("json");
     assert!(
         body["result"]["supportedVersions"]

@@ -1,5 +1,6 @@
 //! The command-line surface. Each subcommand is one module; `run` dispatches.
 
+mod bench;
 mod server;
 mod version;
 
@@ -37,13 +38,16 @@ pub enum Command {
     /// Run one built-in MCP server on its own.
     #[command(subcommand)]
     Server(server::ServerCommand),
-    /// Print the version, the MCP protocol versions spoken, and build details.
+    /// Benchmark one tool of an MCP server launched over stdio, with the same client for any server.
+    Bench(bench::BenchArgs),
+    /// Print the version and the MCP protocol versions spoken.
     Version(version::VersionArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(command) => server::run(command).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Version(args) => version::run(args),
     }
 }

@@ -3,7 +3,9 @@
 //! Each server kind is one module here that turns its flags into the server crate's config;
 //! the transport flags and the serving loop are shared by all of them.
 
+mod crm;
 mod fs;
+mod sql;
 
 use std::net::SocketAddr;
 
@@ -15,11 +17,17 @@ use switchboard_transport::HttpLimits;
 pub enum ServerCommand {
     /// The filesystem server, confined to its roots.
     Fs(fs::FsArgs),
+    /// The CRM server (contacts, opportunities, notes) on SQLite or PostgreSQL, with an optional REST API.
+    Crm(crm::CrmArgs),
+    /// The SQL database server (SQLite, PostgreSQL, MySQL/MariaDB), read-only by default.
+    Sql(sql::SqlArgs),
 }
 
 pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
     match command {
         ServerCommand::Fs(args) => fs::run(args).await,
+        ServerCommand::Crm(args) => crm::run(args).await,
+        ServerCommand::Sql(args) => sql::run(args).await,
     }
 }
 

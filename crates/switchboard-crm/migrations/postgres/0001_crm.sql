@@ -1,0 +1,72 @@
+-- CRM schema for PostgreSQL: native TIMESTAMPTZ, DATE, JSONB and exact NUMERIC money.
+
+CREATE TABLE contacts (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    email           TEXT NOT NULL,
+    phone           TEXT,
+    company         TEXT,
+    position        TEXT,
+    status          TEXT NOT NULL CHECK (status IN ('lead', 'prospect', 'active', 'churned')),
+    tags            JSONB NOT NULL DEFAULT '[]'::jsonb,
+    search_text     TEXT NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL,
+    last_contact_at TIMESTAMPTZ,
+    version         BIGINT NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX contacts_email_ci ON contacts (lower(email));
+CREATE INDEX contacts_name_id ON contacts (name, id);
+CREATE INDEX contacts_last_contact ON contacts (last_contact_at);
+
+CREATE TABLE opportunities (
+    id                  TEXT PRIMARY KEY,
+    contact_id          TEXT NOT NULL REFERENCES contacts (id),
+    title               TEXT NOT NULL,
+    value               NUMERIC NOT NULL CHECK (value >= 0),
+    currency            TEXT NOT NULL,
+    stage               TEXT NOT NULL CHECK (stage IN ('prospecting', 'qualification', 'proposal', 'negotiation', 'won', 'lost')),
+    probability         INTEGER NOT NULL CHECK (probability BETWEEN 0 AND 100),
+    expected_close_date DATE,
+    created_at          TIMESTAMPTZ NOT NULL,
+    updated_at          TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX opportunities_contact ON opportunities (contact_id);
+CREATE INDEX opportunities_created_id ON opportunities (created_at, id);
+
+CREATE TABLE notes (
+    id         TEXT PRIMARY KEY,
+    contact_id TEXT NOT NULL REFERENCES contacts (id),
+    body       TEXT NOT NULL,
+    author     TEXT,
+    created_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX notes_contact_time ON notes (contact_id, created_at);
+-- The timeline is append-only: history is never rewritten, even by a buggy client.
+CREATE FUNCTION crm_notes_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'notes are append-only';
+END;
+$$;
+CREATE TRIGGER notes_append_only BEFORE UPDATE OR DELETE ON notes
+    FOR EACH ROW EXECUTE FUNCTION crm_notes_append_only();
+
+CREATE TABLE interactions (
+    id          TEXT PRIMARY KEY,
+    contact_id  TEXT NOT NULL REFERENCES contacts (id),
+    kind        TEXT NOT NULL CHECK (kind IN ('call', 'email', 'meeting')),
+    occurred_at TIMESTAMPTZ NOT NULL,
+    summary     TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX interactions_contact_time ON interactions (contact_id, occurred_at);
+
+-- One row per (tool, key): the primary key is what makes concurrent retries collapse to one.
+CREATE TABLE idempotency_keys (
+    tool       TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    request    TEXT NOT NULL,
+    result     JSONB,
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tool, key)
+);
