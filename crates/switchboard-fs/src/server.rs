@@ -525,7 +525,7 @@ impl FsServer {
         &self,
         Parameters(p): Parameters<PathParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.answer(move |sb, limits| list::list_directory(sb, limits, &p.path, false))
+        self.answer(move |sb, limits| list::list_directory(sb, limits, &p.path))
             .await
     }
 

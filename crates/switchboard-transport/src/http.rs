@@ -1,6 +1,8 @@
-//! Streamable HTTP serving on an axum router.
+//! HTTP serving on one axum router: Streamable HTTP (rmcp) at `/mcp`, the legacy HTTP+SSE
+//! transport (ours, see [`crate::legacy_sse`]) at `/sse` + `/messages`, or both, with one set
+//! of limits so every route of a listener refuses the same things.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use rmcp::{
     ServerHandler,
@@ -11,22 +13,48 @@ use rmcp::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::TransportError;
+use crate::{
+    TransportError,
+    guard::{HostOriginPolicy, host_origin_guard},
+    legacy_sse::{self, LegacySseStats, SseSettings},
+    session::{BoundedEventStore, CappedSessionManager},
+};
 
 /// The limits and checks of an HTTP listener. Every field is a documented CLI/config option.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
-    /// Largest accepted request body; larger bodies get 413.
+    /// Largest accepted request body, on `/mcp` and `/messages`; larger bodies get 413.
+    /// Default 4 MiB.
     pub max_body_bytes: usize,
-    /// `Host` header values accepted (DNS-rebinding protection). Empty accepts any host.
+    /// `Host` header values accepted (DNS-rebinding protection), on every route. Empty
+    /// accepts any host. Default: `localhost`, `127.0.0.1`, `::1` (any port).
     pub allowed_hosts: Vec<String>,
-    /// `Origin` values accepted; a request with any other `Origin` gets 403.
-    /// Empty means: no browser origin is allowed (requests without `Origin` still pass).
+    /// `Origin` values accepted (`scheme://host[:port]`, `:*` for any port); a request with
+    /// any other `Origin` gets 403. Empty (the default) means no browser origin is allowed;
+    /// requests without `Origin` still pass.
     pub allowed_origins: Vec<String>,
-    /// A session-era client's session ends after this long without a request.
+    /// A session-era Streamable HTTP session is closed and freed after this long without a
+    /// request, even if the client never sends DELETE. Default 300 s.
     pub session_idle_timeout: Duration,
-    /// SSE keep-alive comment interval.
+    /// Most Streamable HTTP sessions (session-era clients) open at once; `initialize` beyond
+    /// it fails with HTTP 500 and the message "session limit reached". Stateless 2026-07-28
+    /// requests open no session and are not counted. Default 1024.
+    pub max_sessions: usize,
+    /// Events kept for `Last-Event-ID` replay on Streamable HTTP, across all streams (oldest
+    /// dropped first). 0 (the default) uses rmcp's built-in per-stream cache instead (the
+    /// last 16 events of each live stream, with live continuation after the replay); a
+    /// non-zero value installs [`crate::BoundedEventStore`], whose replay is finite (the
+    /// client reconnects again for later events) and which also records stateless streams.
+    pub event_store_capacity: usize,
+    /// SSE keep-alive comment interval, on Streamable HTTP streams and legacy `/sse`
+    /// streams. Default 15 s.
     pub sse_keep_alive: Duration,
+    /// Most legacy `/sse` connections open at once; more get 503. Default 256.
+    pub sse_max_connections: usize,
+    /// Messages queued per legacy SSE connection in each direction. A client that lets the
+    /// server-to-client queue fill is disconnected; a full client-to-server queue answers
+    /// the POST with 503. Default 64.
+    pub sse_queue_len: usize,
 }
 
 impl Default for HttpLimits {
@@ -36,10 +64,39 @@ impl Default for HttpLimits {
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             allowed_origins: Vec::new(),
             session_idle_timeout: Duration::from_secs(300),
+            max_sessions: 1024,
+            event_store_capacity: 0,
             sse_keep_alive: Duration::from_secs(15),
+            sse_max_connections: 256,
+            sse_queue_len: 64,
         }
     }
 }
+
+/// Which MCP endpoints one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpRoutes {
+    /// Streamable HTTP at `/mcp` (both protocol eras).
+    #[default]
+    Streamable,
+    /// The legacy 2024-11-05 HTTP+SSE transport at `/sse` and `/messages`.
+    LegacySse,
+    /// All three routes.
+    All,
+}
+
+impl HttpRoutes {
+    fn streamable(self) -> bool {
+        matches!(self, Self::Streamable | Self::All)
+    }
+
+    fn legacy_sse(self) -> bool {
+        matches!(self, Self::LegacySse | Self::All)
+    }
+}
+
+/// Path of the Streamable HTTP endpoint.
+pub const MCP_PATH: &str = "/mcp";
 
 impl HttpLimits {
     fn rmcp_config(&self, cancel: CancellationToken) -> StreamableHttpServerConfig {
@@ -61,9 +118,75 @@ impl HttpLimits {
     }
 }
 
-/// A running HTTP server: its bound address and the means to stop it.
+/// Live counters of a router's sessions, for operators and tests.
+#[derive(Debug, Clone, Default)]
+pub struct HttpStats {
+    /// Streamable HTTP sessions (absent when `/mcp` is not served).
+    pub sessions: Option<Arc<CappedSessionManager>>,
+    /// Legacy SSE connections (absent when `/sse` is not served).
+    pub legacy_sse: Option<LegacySseStats>,
+    /// The `Last-Event-ID` event store, when `event_store_capacity` is non-zero.
+    pub event_store: Option<Arc<BoundedEventStore>>,
+}
+
+/// Builds the axum router for `routes` without binding, so an embedding server (the gateway)
+/// can mount it next to its own routes. Cancelling `cancel` ends every session and stream.
+pub fn router<S, F>(
+    factory: F,
+    routes: HttpRoutes,
+    limits: &HttpLimits,
+    cancel: CancellationToken,
+) -> (axum::Router, HttpStats)
+where
+    S: ServerHandler + Send + 'static,
+    F: Fn() -> Result<S, std::io::Error> + Send + Sync + 'static,
+{
+    let factory: Arc<dyn Fn() -> Result<S, std::io::Error> + Send + Sync> = Arc::new(factory);
+    let mut router = axum::Router::new();
+    let mut stats = HttpStats::default();
+    if routes.streamable() {
+        let mut local = LocalSessionManager::default();
+        local.session_config.keep_alive = Some(limits.session_idle_timeout);
+        if limits.event_store_capacity > 0 {
+            let store = Arc::new(BoundedEventStore::new(limits.event_store_capacity));
+            local = local.with_event_store(store.clone());
+            stats.event_store = Some(store);
+        }
+        let sessions = Arc::new(CappedSessionManager::new(local, limits.max_sessions));
+        stats.sessions = Some(sessions.clone());
+        let make = factory.clone();
+        let service = StreamableHttpService::new(
+            move || make(),
+            sessions,
+            limits.rmcp_config(cancel.child_token()),
+        );
+        router = router.nest_service(MCP_PATH, service);
+    }
+    if routes.legacy_sse() {
+        let settings = SseSettings {
+            max_connections: limits.sse_max_connections,
+            queue_len: limits.sse_queue_len,
+            keep_alive: limits.sse_keep_alive,
+            max_body_bytes: limits.max_body_bytes,
+        };
+        let (sse, sse_stats) = legacy_sse::router(factory, settings, cancel.child_token());
+        let policy = Arc::new(HostOriginPolicy {
+            allowed_hosts: limits.allowed_hosts.clone(),
+            allowed_origins: limits.allowed_origins.clone(),
+        });
+        router = router.merge(sse.layer(axum::middleware::from_fn_with_state(
+            policy,
+            host_origin_guard,
+        )));
+        stats.legacy_sse = Some(sse_stats);
+    }
+    (router, stats)
+}
+
+/// A running HTTP server: its bound address, its counters and the means to stop it.
 pub struct HttpServer {
     pub local_addr: SocketAddr,
+    pub stats: HttpStats,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), std::io::Error>>,
 }
@@ -89,14 +212,15 @@ impl HttpServer {
     }
 }
 
-/// Binds `addr` and serves the MCP server made by `factory` at `path` (e.g. `/mcp`).
+/// Binds `addr` and serves the MCP server made by `factory` on `routes`
+/// ([`MCP_PATH`], and/or [`crate::SSE_PATH`] + [`crate::MESSAGES_PATH`]).
 ///
-/// `factory` runs per session (session-era clients) or per request (stateless clients), so the
-/// server it returns should be a cheap clone of shared state.
+/// `factory` runs per session (session-era clients), per request (stateless clients) or per
+/// legacy SSE connection, so the server it returns should be a cheap clone of shared state.
 pub async fn serve_http<S, F>(
     factory: F,
     addr: SocketAddr,
-    path: &str,
+    routes: HttpRoutes,
     limits: &HttpLimits,
 ) -> Result<HttpServer, TransportError>
 where
@@ -104,14 +228,7 @@ where
     F: Fn() -> Result<S, std::io::Error> + Send + Sync + 'static,
 {
     let cancel = CancellationToken::new();
-    let mut session_manager = LocalSessionManager::default();
-    session_manager.session_config.keep_alive = Some(limits.session_idle_timeout);
-    let service = StreamableHttpService::new(
-        factory,
-        session_manager.into(),
-        limits.rmcp_config(cancel.child_token()),
-    );
-    let router = axum::Router::new().nest_service(path, service);
+    let (router, stats) = router(factory, routes, limits, cancel.clone());
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| TransportError::Bind { addr, source })?;
@@ -124,6 +241,7 @@ where
     });
     Ok(HttpServer {
         local_addr,
+        stats,
         cancel,
         task,
     })

@@ -1,17 +1,30 @@
-//! Serving MCP servers over stdio and Streamable HTTP, with every limit explicit.
+//! Serving and reaching MCP servers over stdio, Streamable HTTP and legacy HTTP+SSE, with
+//! every limit explicit.
 //!
-//! rmcp provides the protocol engine and both transports; this crate decides how Switchboard
-//! exposes them: which addresses are bound, which `Host`/`Origin` values are accepted, how big
-//! a request may be and how long an idle session lives. Every built-in server and (later) the
-//! gateway serve through here, so those rules live in one place.
+//! rmcp provides the protocol engine, stdio and Streamable HTTP; this crate decides how
+//! Switchboard exposes them (which addresses are bound, which `Host`/`Origin` values are
+//! accepted, how big a request may be, how many sessions may exist and how long an idle one
+//! lives) and adds what rmcp lacks: the legacy 2024-11-05 HTTP+SSE transport on both sides,
+//! and process-group management for stdio upstreams. Every built-in server, the gateway and
+//! the CLI client commands go through here, so those rules live in one place.
 //!
-//! Both protocol eras are served on one endpoint: rmcp answers `server/discover` and stateless
+//! Both protocol eras are served on `/mcp`: rmcp answers `server/discover` and stateless
 //! 2026-07-28 requests without a session, and `initialize` from 2025-11-25-and-older clients
 //! starts a session.
 
+pub mod guard;
 mod http;
+pub mod legacy_sse;
+pub mod session;
+pub mod sse;
+pub mod upstream;
 
-pub use http::{HttpLimits, HttpServer, serve_http};
+pub use http::{HttpLimits, HttpRoutes, HttpServer, HttpStats, MCP_PATH, router, serve_http};
+pub use legacy_sse::{LegacySseStats, MESSAGES_PATH, SSE_PATH};
+pub use session::{BoundedEventStore, CappedSessionManager, SessionManagerError};
+pub use upstream::{
+    ConnectOptions, Era, Upstream, UpstreamClient, UpstreamError, connect, shutdown,
+};
 
 use rmcp::{ServerHandler, ServiceExt};
 
@@ -30,6 +43,13 @@ pub enum TransportError {
     StdioRun(String),
     #[error("the HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
+}
+
+/// 128 random bits from the OS, hex-encoded: session tokens that cannot be guessed.
+pub(crate) fn random_token() -> Result<String, std::io::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Serves `server` over this process's stdin and stdout until the client closes stdin.

@@ -11,10 +11,11 @@ use crate::commands::Cli;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     commands::init_logging(&cli.global);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if cli.global.worker_threads > 0 {
+        builder.worker_threads(cli.global.worker_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("switchboard: could not start the async runtime: {err}");

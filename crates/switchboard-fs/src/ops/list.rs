@@ -57,19 +57,40 @@ pub struct DirEntry {
     pub size: Option<u64>,
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
+/// A directory's entries grouped by type, each group sorted by name. Grouped arrays of names
+/// rather than an object per entry keep large listings small for clients to parse.
+#[derive(Debug, Default, Serialize, JsonSchema)]
 pub struct Listing {
     pub path: String,
-    pub entries: Vec<DirEntry>,
+    pub directories: Vec<String>,
+    pub files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symlinks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other: Vec<String>,
 }
 
 impl Listing {
+    /// One `[DIR] name` / `[FILE] name` line per entry, all sorted by name, as the official
+    /// server prints them.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        for entry in &self.entries {
-            out.push_str(entry.entry_type.tag());
+        let mut lines: Vec<(&str, EntryType)> = Vec::with_capacity(
+            self.directories.len() + self.files.len() + self.symlinks.len() + self.other.len(),
+        );
+        for (names, entry_type) in [
+            (&self.directories, EntryType::Directory),
+            (&self.files, EntryType::File),
+            (&self.symlinks, EntryType::Symlink),
+            (&self.other, EntryType::Other),
+        ] {
+            lines.extend(names.iter().map(|n| (n.as_str(), entry_type)));
+        }
+        lines.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut out = String::with_capacity(lines.iter().map(|l| l.0.len() + 8).sum());
+        for (name, entry_type) in lines {
+            out.push_str(entry_type.tag());
             out.push(' ');
-            out.push_str(&entry.name);
+            out.push_str(name);
             out.push('\n');
         }
         if out.is_empty() {
@@ -98,13 +119,13 @@ fn open_dir(sandbox: &Sandbox, path: &str) -> Result<(Dir, String), FsError> {
     Ok((dir, display.display().to_string()))
 }
 
-/// The entries of one directory, sorted by name, with sizes when asked.
-pub fn list_directory(
+/// The entries of one directory, sorted by name, with file sizes when asked.
+fn read_entries(
     sandbox: &Sandbox,
     limits: &Limits,
     path: &str,
     with_sizes: bool,
-) -> Result<Listing, FsError> {
+) -> Result<(String, Vec<DirEntry>), FsError> {
     let (dir, display) = open_dir(sandbox, path)?;
     let mut entries = Vec::new();
     for item in dir.entries().map_err(|e| FsError::io(&display, e))? {
@@ -131,11 +152,26 @@ pub fn list_directory(
             size,
         });
     }
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Listing {
-        path: display,
-        entries,
-    })
+    entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok((display, entries))
+}
+
+/// The entries of one directory, grouped by type.
+pub fn list_directory(sandbox: &Sandbox, limits: &Limits, path: &str) -> Result<Listing, FsError> {
+    let (path, entries) = read_entries(sandbox, limits, path, false)?;
+    let mut listing = Listing {
+        path,
+        ..Listing::default()
+    };
+    for entry in entries {
+        match entry.entry_type {
+            EntryType::Directory => listing.directories.push(entry.name),
+            EntryType::File => listing.files.push(entry.name),
+            EntryType::Symlink => listing.symlinks.push(entry.name),
+            EntryType::Other => listing.other.push(entry.name),
+        }
+    }
+    Ok(listing)
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
@@ -186,26 +222,22 @@ pub fn list_with_sizes(
     path: &str,
     sort_by: SortBy,
 ) -> Result<SizedListing, FsError> {
-    let mut listing = list_directory(sandbox, limits, path, true)?;
+    let (path, mut entries) = read_entries(sandbox, limits, path, true)?;
     if let SortBy::Size = sort_by {
-        listing
-            .entries
-            .sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
     }
-    let total_files = listing
-        .entries
+    let total_files = entries
         .iter()
         .filter(|e| e.entry_type == EntryType::File)
         .count();
-    let total_directories = listing
-        .entries
+    let total_directories = entries
         .iter()
         .filter(|e| e.entry_type == EntryType::Directory)
         .count();
-    let combined_size = listing.entries.iter().filter_map(|e| e.size).sum();
+    let combined_size = entries.iter().filter_map(|e| e.size).sum();
     Ok(SizedListing {
-        path: listing.path,
-        entries: listing.entries,
+        path,
+        entries,
         total_files,
         total_directories,
         combined_size,

@@ -38,9 +38,9 @@ pub struct BenchArgs {
     /// Print one JSON line instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Fail if any call returns a protocol error or `isError`.
-    #[arg(long, default_value_t = true)]
-    pub strict: bool,
+    /// Count failed calls (protocol errors or `isError`) instead of stopping at the first.
+    #[arg(long)]
+    pub allow_errors: bool,
     /// The server command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -54,9 +54,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .split_first()
         .context("give the server command after --")?;
     let command = tokio::process::Command::new(program).configure(|cmd| {
-        cmd.args(rest).stderr(std::process::Stdio::null());
+        cmd.args(rest);
     });
-    let transport = TokioChildProcess::new(command).context("could not start the server")?;
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("could not start the server")?;
     let client = ClientConfig::default()
         .serve(transport)
         .await
@@ -76,7 +79,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     for _ in 0..args.warmup {
         if let Err(err) = call(client.peer().clone(), request.clone()).await
-            && args.strict
+            && !args.allow_errors
         {
             bail!("warm-up call failed: {err}");
         }
@@ -110,7 +113,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let wall = started.elapsed();
     let _ = client.cancel().await;
-    if args.strict && !errors.is_empty() {
+    if !args.allow_errors && !errors.is_empty() {
         bail!("{} of the calls failed; first: {}", errors.len(), errors[0]);
     }
     latencies.sort();

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Subcommand, ValueEnum};
 use rmcp::ServerHandler;
-use switchboard_transport::HttpLimits;
+use switchboard_transport::{HttpLimits, HttpRoutes};
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
@@ -37,6 +37,10 @@ pub enum TransportKind {
     Stdio,
     /// Streamable HTTP at `/mcp` (both protocol eras).
     Http,
+    /// The legacy 2024-11-05 HTTP+SSE transport at `/sse` and `/messages`.
+    Sse,
+    /// Streamable HTTP and legacy HTTP+SSE on one listener (`/mcp`, `/sse`, `/messages`).
+    All,
 }
 
 /// How a server is exposed. Shared by every `server` subcommand.
@@ -45,6 +49,13 @@ pub struct TransportArgs {
     /// Transport to serve on.
     #[arg(long, value_enum, default_value_t = TransportKind::Stdio)]
     pub transport: TransportKind,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// The HTTP listener and its limits. Shared by `server` subcommands and `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
     /// Address to listen on for HTTP. Binds loopback unless told otherwise.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -61,10 +72,28 @@ pub struct TransportArgs {
     /// Seconds after which an idle session of a session-era client is closed.
     #[arg(long, default_value_t = 300)]
     pub session_idle_secs: u64,
+    /// Most Streamable HTTP sessions open at once (session-era clients); `initialize` beyond
+    /// it is refused.
+    #[arg(long, default_value_t = 1024)]
+    pub max_sessions: usize,
+    /// Events kept for `Last-Event-ID` replay across all Streamable HTTP streams; 0 uses
+    /// rmcp's per-stream cache instead.
+    #[arg(long, default_value_t = 0)]
+    pub event_store_capacity: usize,
+    /// Most legacy `/sse` connections open at once; more get 503.
+    #[arg(long, default_value_t = 256)]
+    pub sse_max_connections: usize,
+    /// Messages queued per legacy SSE connection and direction; a client that lets its queue
+    /// fill is disconnected.
+    #[arg(long, default_value_t = 64)]
+    pub sse_queue_len: usize,
+    /// Seconds between SSE keep-alive comments (Streamable HTTP and legacy SSE streams).
+    #[arg(long, default_value_t = 15)]
+    pub sse_keep_alive_secs: u64,
 }
 
-impl TransportArgs {
-    fn http_limits(&self) -> HttpLimits {
+impl HttpArgs {
+    pub fn http_limits(&self) -> HttpLimits {
         let defaults = HttpLimits::default();
         HttpLimits {
             max_body_bytes: self.max_body_bytes,
@@ -75,14 +104,19 @@ impl TransportArgs {
             },
             allowed_origins: self.allowed_origins.clone(),
             session_idle_timeout: std::time::Duration::from_secs(self.session_idle_secs),
-            ..defaults
+            max_sessions: self.max_sessions,
+            event_store_capacity: self.event_store_capacity,
+            sse_keep_alive: std::time::Duration::from_secs(self.sse_keep_alive_secs.max(1)),
+            sse_max_connections: self.sse_max_connections,
+            sse_queue_len: self.sse_queue_len,
         }
     }
 }
 
 /// Serves `server` on the chosen transport until the client leaves (stdio) or the process is
 /// interrupted (HTTP). For HTTP, the bound address is printed to stderr as
-/// `listening on http://ADDR/mcp` so scripts and tests can find a port-0 listener.
+/// `listening on http://ADDR/mcp` (or `/sse` for `--transport sse`; both lines for `all`) so
+/// scripts and tests can find a port-0 listener.
 pub async fn serve<S>(server: S, transport: &TransportArgs) -> anyhow::Result<()>
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
@@ -91,15 +125,13 @@ where
         TransportKind::Stdio => {
             switchboard_transport::serve_stdio(server).await?;
         }
-        TransportKind::Http => {
-            let http = switchboard_transport::serve_http(
-                move || Ok(server.clone()),
-                transport.listen,
-                "/mcp",
-                &transport.http_limits(),
-            )
-            .await?;
-            eprintln!("listening on http://{}/mcp", http.local_addr);
+        TransportKind::Http | TransportKind::Sse | TransportKind::All => {
+            let routes = match transport.transport {
+                TransportKind::Sse => HttpRoutes::LegacySse,
+                TransportKind::All => HttpRoutes::All,
+                _ => HttpRoutes::Streamable,
+            };
+            let http = serve_http_announced(server, &transport.http, routes).await?;
             let stop = http.cancellation_token();
             tokio::spawn(async move {
                 if tokio::signal::ctrl_c().await.is_ok() {
@@ -110,4 +142,30 @@ where
         }
     }
     Ok(())
+}
+
+/// Binds the HTTP listener for `server` and prints where it serves on stderr
+/// (`listening on http://ADDR/mcp`, and `…/sse` when legacy SSE is served).
+pub async fn serve_http_announced<S>(
+    server: S,
+    http: &HttpArgs,
+    routes: HttpRoutes,
+) -> anyhow::Result<switchboard_transport::HttpServer>
+where
+    S: ServerHandler + Clone + Send + Sync + 'static,
+{
+    let running = switchboard_transport::serve_http(
+        move || Ok(server.clone()),
+        http.listen,
+        routes,
+        &http.http_limits(),
+    )
+    .await?;
+    if routes != HttpRoutes::LegacySse {
+        eprintln!("listening on http://{}/mcp", running.local_addr);
+    }
+    if routes != HttpRoutes::Streamable {
+        eprintln!("listening on http://{}/sse", running.local_addr);
+    }
+    Ok(running)
 }

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# SQL server benchmark (issue 3): Switchboard's SQL server against the official, archived
+# `mcp-server-sqlite` (PyPI, pinned in bench/requirements-sqlite.txt, in its own venv because it
+# needs mcp<2), on the same SQLite file, both driven over stdio by the same client
+# (`switchboard bench`), in one run. Cases: a point lookup by primary key (c=1 and c=8) and a
+# 1,000-row SELECT (c=1). Prints a Markdown table with the ratio per case (target: >= 10x) and
+# writes the raw JSON lines to target/bench/sql.jsonl.
+#
+# Usage: bench/sql.sh            (about 1 minute on 2 cores, after the build; 4-5 s per server
+#                                 and case)
+# Scale every call count with SQL_BENCH_SCALE (e.g. 0.2 for a quick look, 2 for steadier numbers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p switchboard --quiet
+
+venv=target/bench/sqlite-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r bench/requirements-sqlite.txt
+
+db=target/bench/sql.db
+python3 bench/make_sql_fixture.py "$db"
+db="$(cd "$(dirname "$db")" && pwd)/$(basename "$db")"
+out=target/bench/sql.jsonl
+: > "$out"
+sb=target/release/switchboard
+ours=("$sb" server sql --url "sqlite://$db" --log warn)
+official=("$venv/bin/mcp-server-sqlite" --db-path "$db")
+
+point_sql="SELECT * FROM items WHERE id = 4242"
+rows_sql="SELECT * FROM items WHERE id <= 1000"
+
+# The official server reports SQL errors as ordinary text (no isError), which the bench client
+# would count as successes; so first check, once per server and case, that the answer holds the
+# expected rows.
+"$venv/bin/python" - "$point_sql" "$rows_sql" "${ours[*]}" "${official[*]}" <<'PY'
+import ast, asyncio, json, os, shlex, sys
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+point_sql, rows_sql, ours, official = sys.argv[1:5]
+
+async def call(cmd, tool, args):
+    argv = shlex.split(cmd)
+    params = StdioServerParameters(command=argv[0], args=argv[1:])
+    with open(os.devnull, "w") as devnull:
+        async with stdio_client(params, errlog=devnull) as (r, w):
+            async with ClientSession(r, w) as s:
+                await s.initialize()
+                res = await s.call_tool(tool, args)
+    assert not res.isError, f"{tool} failed: {res.content}"
+    return res
+
+def ours_ids(res):
+    rows = res.structuredContent["rows"]
+    return [r[0] for r in rows]
+
+def official_ids(res):
+    rows = ast.literal_eval(res.content[0].text)  # the server returns str(list of dicts)
+    assert isinstance(rows, list), res.content[0].text[:200]
+    return [r["id"] for r in rows]
+
+async def main():
+    for sql, want in ((point_sql, [4242]), (rows_sql, list(range(1, 1001)))):
+        got = ours_ids(await call(ours, "query", {"sql": sql, "max_rows": 1000}))
+        assert got == want, f"switchboard: {sql}: {len(got)} rows"
+        got = official_ids(await call(official, "read_query", {"query": sql}))
+        assert got == want, f"official: {sql}: {len(got)} rows"
+
+asyncio.run(main())
+PY
+
+scale=${SQL_BENCH_SCALE:-1}
+n() { python3 -c "import sys; print(max(1, round(int(sys.argv[1]) * float(sys.argv[2]))))" "$1" "$scale"; }
+
+run_one() { # case label calls warmup concurrency tool args -- command...
+  local name=$1 label=$2 calls=$3 warmup=$4 conc=$5 tool=$6 args=$7
+  shift 8
+  "$sb" bench --json --label "$label" --tool "$tool" --args "$args" --calls "$(n "$calls")" \
+    --warmup "$(n "$warmup")" --concurrency "$conc" -- "$@" \
+    | sed "s/^{/{\"case\":\"$name\",/" >> "$out"
+}
+
+# Call counts are per server, sized for a few seconds each on 2 busy cores (ours is much faster).
+case_run() { # case concurrency ours_calls official_calls sql
+  local name=$1 conc=$2 ours_calls=$3 official_calls=$4 sql=$5
+  local ours_args official_args
+  ours_args=$(python3 -c 'import json,sys; print(json.dumps({"sql": sys.argv[1], "max_rows": 1000}))' "$sql")
+  official_args=$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$sql")
+  run_one "$name" switchboard "$ours_calls" "$((ours_calls / 10))" "$conc" query "$ours_args" -- "${ours[@]}"
+  run_one "$name" official "$official_calls" "$((official_calls / 10))" "$conc" read_query "$official_args" -- "${official[@]}"
+}
+
+load_before=$(uptime | sed 's/.*load average: //')
+case_run "point lookup (id = 4242)" 1 15000 3000 "$point_sql"
+case_run "point lookup (id = 4242)" 8 40000 3000 "$point_sql"
+case_run "1,000-row SELECT"         1 400   800  "$rows_sql"
+load_after=$(uptime | sed 's/.*load average: //')
+
+python3 - "$out" "$load_before" "$load_after" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {}
+for r in rows:
+    by.setdefault((r["case"], r["concurrency"]), {})[r["label"]] = r
+print("| case | c | Switchboard calls/s | official calls/s | ratio | ≥ 10× | Switchboard p50 / p99 µs | official p50 / p99 µs |")
+print("|---|---|---|---|---|---|---|---|")
+for (case, c), v in by.items():
+    s, o = v["switchboard"], v["official"]
+    ratio = s["calls_per_sec"] / o["calls_per_sec"]
+    print(f"| {case} | {c} | {s['calls_per_sec']:.0f} | {o['calls_per_sec']:.1f} | {ratio:.1f}× | "
+          f"{'yes' if ratio >= 10 else 'no'} | {s['p50_us']} / {s['p99_us']} | {o['p50_us']} / {o['p99_us']} |")
+print()
+print(f"Load average (1, 5, 15 min) before: {sys.argv[2]}; after: {sys.argv[3]}.")
+PY

@@ -1,0 +1,530 @@
+//! The gateway's configuration file (TOML), and the zero-configuration default.
+//!
+//! Unknown keys and bad values are refused at load time; the TOML parser's error names the
+//! line and column, and semantic checks (duplicate names, bad globs) name the upstream.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use switchboard_transport::Upstream;
+
+use crate::naming::is_valid_name;
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The upstream MCP servers, in order. Order decides nothing but the listing order.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// One upstream MCP server and the gateway's policy for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Unique name; the prefix of its tools (`name__tool`). `^[a-zA-Z0-9_-]{1,32}$`.
+    pub name: String,
+    /// A server reached over a transport: `{ transport = "stdio" | "sse" | "http", … }`.
+    #[serde(default)]
+    pub connect: Option<Upstream>,
+    /// A built-in server mounted in-process (no child process).
+    #[serde(default)]
+    pub builtin: Option<BuiltinServer>,
+    /// Which of its tools are exposed.
+    #[serde(default)]
+    pub tools: ToolFilter,
+    /// Upstream tool name → exposed name (before prefixing).
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Upstream tool name → description shown instead of the upstream's.
+    #[serde(default)]
+    pub descriptions: BTreeMap<String, String>,
+    /// How exposed names are prefixed.
+    #[serde(default)]
+    pub prefix: PrefixMode,
+    /// Deadline of one `tools/call`, in seconds. Default 60.
+    #[serde(default = "default_call_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Deadline of this upstream's part of a `tools/list` fan-out, in seconds. Default 10.
+    #[serde(default = "default_list_timeout_secs")]
+    pub list_timeout_secs: u64,
+    /// How long a cached tool list is trusted without a `list_changed`, in seconds. Default 300.
+    #[serde(default = "default_tools_ttl_secs")]
+    pub tools_ttl_secs: u64,
+    /// Fail the whole `tools/list` when this upstream cannot list (default: skip it).
+    #[serde(default)]
+    pub fail_closed: bool,
+    /// The circuit breaker.
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+}
+
+fn default_call_timeout_secs() -> u64 {
+    60
+}
+fn default_list_timeout_secs() -> u64 {
+    10
+}
+fn default_tools_ttl_secs() -> u64 {
+    300
+}
+
+impl UpstreamConfig {
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+    pub fn list_timeout(&self) -> Duration {
+        Duration::from_secs(self.list_timeout_secs)
+    }
+    pub fn tools_ttl(&self) -> Duration {
+        Duration::from_secs(self.tools_ttl_secs)
+    }
+
+    /// A built-in upstream with default policy.
+    pub fn builtin(name: &str, server: BuiltinServer) -> UpstreamConfig {
+        UpstreamConfig {
+            builtin: Some(server),
+            ..UpstreamConfig::remote(name, None)
+        }
+    }
+
+    /// An upstream reached over a transport, with default policy.
+    pub fn remote(name: &str, connect: Option<Upstream>) -> UpstreamConfig {
+        UpstreamConfig {
+            name: name.to_string(),
+            connect,
+            builtin: None,
+            tools: ToolFilter::default(),
+            rename: BTreeMap::new(),
+            descriptions: BTreeMap::new(),
+            prefix: PrefixMode::default(),
+            timeout_secs: default_call_timeout_secs(),
+            list_timeout_secs: default_list_timeout_secs(),
+            tools_ttl_secs: default_tools_ttl_secs(),
+            fail_closed: false,
+            circuit: CircuitConfig::default(),
+        }
+    }
+}
+
+/// A built-in server and its options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "server", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BuiltinServer {
+    Fs {
+        roots: Vec<PathBuf>,
+        #[serde(default)]
+        read_only: bool,
+    },
+    Sql {
+        /// Database URL; a seeded SQLite demo database when absent.
+        #[serde(default)]
+        url: Option<String>,
+        /// Where the demo database lives when `url` is absent.
+        #[serde(default)]
+        demo_db: Option<PathBuf>,
+        #[serde(default)]
+        allow_writes: bool,
+    },
+    Crm {
+        /// `sqlite://…` or `postgres://…`; `sqlite://./switchboard-data/crm.db` when absent.
+        #[serde(default)]
+        db: Option<String>,
+        /// Seed the demo contacts into an empty database. Default true.
+        #[serde(default = "default_true")]
+        demo: bool,
+    },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Allow and deny globs over upstream tool names. Deny wins; an empty allow list allows all.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolFilter {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// The compiled form of a [`ToolFilter`].
+#[derive(Debug, Clone)]
+pub struct CompiledFilter {
+    allow: Option<GlobSet>,
+    deny: GlobSet,
+}
+
+impl CompiledFilter {
+    pub fn allows(&self, tool: &str) -> bool {
+        !self.deny.is_match(tool) && self.allow.as_ref().is_none_or(|a| a.is_match(tool))
+    }
+}
+
+impl ToolFilter {
+    pub fn compile(&self, upstream: &str) -> Result<CompiledFilter, ConfigError> {
+        let build = |patterns: &[String]| -> Result<GlobSet, ConfigError> {
+            let mut builder = GlobSetBuilder::new();
+            for pattern in patterns {
+                builder.add(Glob::new(pattern).map_err(|e| ConfigError::Invalid {
+                    upstream: upstream.to_string(),
+                    message: format!("bad tool glob {pattern:?}: {e}"),
+                })?);
+            }
+            builder.build().map_err(|e| ConfigError::Invalid {
+                upstream: upstream.to_string(),
+                message: e.to_string(),
+            })
+        };
+        Ok(CompiledFilter {
+            allow: if self.allow.is_empty() {
+                None
+            } else {
+                Some(build(&self.allow)?)
+            },
+            deny: build(&self.deny)?,
+        })
+    }
+}
+
+/// How an upstream's tool names are exposed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefixMode {
+    /// `upstream__tool`, always: names never change when upstreams come and go.
+    #[default]
+    Always,
+    /// The bare name, prefixed only when another upstream exposes the same name.
+    Conditional,
+    /// The bare name; a collision is a load error.
+    Never,
+}
+
+/// Circuit breaker settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitConfig {
+    /// Consecutive failed calls (transport errors, timeouts) that open the circuit. Default 5.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// Seconds the circuit stays open before one probe call is let through. Default 30.
+    #[serde(default = "default_open_secs")]
+    pub open_secs: u64,
+}
+
+fn default_failure_threshold() -> u32 {
+    5
+}
+fn default_open_secs() -> u64 {
+    30
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        CircuitConfig {
+            failure_threshold: default_failure_threshold(),
+            open_secs: default_open_secs(),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("upstream {upstream:?}: {message}")]
+    Invalid { upstream: String, message: String },
+}
+
+impl GatewayConfig {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<GatewayConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        GatewayConfig::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text. Parse errors carry the line and column.
+    pub fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
+        let config: GatewayConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Semantic checks the parser cannot make.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for upstream in &self.upstreams {
+            let invalid = |message: String| ConfigError::Invalid {
+                upstream: upstream.name.clone(),
+                message,
+            };
+            if !is_valid_name(&upstream.name) || upstream.name.len() > 32 {
+                return Err(invalid(
+                    "the name must match ^[a-zA-Z0-9_-]{1,32}$ (it prefixes tool names)".into(),
+                ));
+            }
+            if upstream.name.contains("__") {
+                return Err(invalid(
+                    "the name must not contain `__`, the prefix separator".into(),
+                ));
+            }
+            if !seen.insert(upstream.name.as_str()) {
+                return Err(invalid("the name is used by another upstream".into()));
+            }
+            match (&upstream.connect, &upstream.builtin) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(invalid(
+                        "give exactly one of `connect = { transport = … }` or `builtin = { server = … }`"
+                            .into(),
+                    ));
+                }
+            }
+            if upstream.timeout_secs == 0 || upstream.list_timeout_secs == 0 {
+                return Err(invalid("timeouts must be at least 1 second".into()));
+            }
+            if upstream.circuit.failure_threshold == 0 {
+                return Err(invalid(
+                    "circuit.failure_threshold must be at least 1".into(),
+                ));
+            }
+            for exposed in upstream.rename.values() {
+                if !is_valid_name(exposed) {
+                    return Err(invalid(format!(
+                        "rename target {exposed:?} must match ^[a-zA-Z0-9_-]{{1,64}}$"
+                    )));
+                }
+            }
+            upstream.tools.compile(&upstream.name)?;
+        }
+        Ok(())
+    }
+
+    /// Converts the `{"mcpServers": {…}}` JSON of desktop clients (Claude Desktop, Cursor):
+    /// entries with `command` become stdio upstreams, entries with `url` HTTP or legacy SSE
+    /// upstreams (`type: "sse"` or a URL ending in `/sse`). Names are kept where valid and
+    /// otherwise sanitised.
+    pub fn from_mcp_servers_json(text: &str) -> Result<GatewayConfig, ConfigError> {
+        #[derive(Deserialize)]
+        struct Desktop {
+            #[serde(rename = "mcpServers")]
+            mcp_servers: BTreeMap<String, DesktopServer>,
+        }
+        #[derive(Deserialize)]
+        struct DesktopServer {
+            command: Option<String>,
+            #[serde(default)]
+            args: Vec<String>,
+            #[serde(default)]
+            env: BTreeMap<String, String>,
+            cwd: Option<PathBuf>,
+            url: Option<String>,
+            #[serde(default)]
+            headers: BTreeMap<String, String>,
+            #[serde(rename = "type")]
+            kind: Option<String>,
+        }
+        let desktop: Desktop = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<mcpServers>"),
+            message: e.to_string(),
+        })?;
+        let mut upstreams = Vec::new();
+        for (name, server) in desktop.mcp_servers {
+            let sanitized: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .take(32)
+                .collect();
+            let connect = match (server.command, server.url) {
+                (Some(command), None) => Upstream::Stdio {
+                    command,
+                    args: server.args,
+                    env: server.env,
+                    env_allowlist: switchboard_transport::upstream::default_env_allowlist(),
+                    cwd: server.cwd,
+                },
+                (None, Some(url)) => match server.kind.as_deref() {
+                    Some("sse") => Upstream::Sse {
+                        url,
+                        headers: server.headers,
+                    },
+                    Some("http") | Some("streamable-http") | Some("streamableHttp") => {
+                        Upstream::Http {
+                            url,
+                            headers: server.headers,
+                        }
+                    }
+                    _ => match Upstream::from_url(&url) {
+                        Upstream::Sse { url, .. } => Upstream::Sse {
+                            url,
+                            headers: server.headers,
+                        },
+                        _ => Upstream::Http {
+                            url,
+                            headers: server.headers,
+                        },
+                    },
+                },
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        upstream: name,
+                        message: "an mcpServers entry needs exactly one of `command` or `url`"
+                            .into(),
+                    });
+                }
+            };
+            upstreams.push(UpstreamConfig::remote(&sanitized, Some(connect)));
+        }
+        let config = GatewayConfig { upstreams };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The zero-configuration gateway: the three built-in servers, on SQLite, under `data_dir`.
+    pub fn builtin_defaults(data_dir: &std::path::Path) -> GatewayConfig {
+        GatewayConfig {
+            upstreams: vec![
+                UpstreamConfig::builtin(
+                    "fs",
+                    BuiltinServer::Fs {
+                        roots: vec![data_dir.join("files")],
+                        read_only: false,
+                    },
+                ),
+                UpstreamConfig::builtin(
+                    "sql",
+                    BuiltinServer::Sql {
+                        url: None,
+                        demo_db: Some(data_dir.join("demo.db")),
+                        allow_writes: false,
+                    },
+                ),
+                UpstreamConfig::builtin(
+                    "crm",
+                    BuiltinServer::Crm {
+                        db: Some(format!("sqlite://{}", data_dir.join("crm.db").display())),
+                        demo: true,
+                    },
+                ),
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_config_parses() {
+        let config = GatewayConfig::parse(
+            r#"
+            [[upstream]]
+            name = "files"
+            builtin = { server = "fs", roots = ["/tmp"], read_only = true }
+            tools = { deny = ["delete_*"] }
+            timeout_secs = 5
+
+            [[upstream]]
+            name = "everything"
+            connect = { transport = "stdio", command = "npx", args = ["-y", "server-everything"] }
+            prefix = "conditional"
+            rename = { echo = "say" }
+            circuit = { failure_threshold = 3, open_secs = 10 }
+
+            [[upstream]]
+            name = "remote"
+            connect = { transport = "http", url = "http://127.0.0.1:9000/mcp" }
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(config.upstreams.len(), 3);
+        let filter = config.upstreams[0].tools.compile("files").expect("globs");
+        assert!(filter.allows("read_text_file"));
+        assert!(!filter.allows("delete_file"));
+        assert_eq!(config.upstreams[1].prefix, PrefixMode::Conditional);
+        assert_eq!(config.upstreams[2].timeout_secs, 60);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_line() {
+        let err = GatewayConfig::parse("[[upstream]]\nname = \"a\"\ntimeout = 5\n")
+            .expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("timeout"), "{text}");
+    }
+
+    #[test]
+    fn desktop_mcp_servers_json_converts() {
+        let config = GatewayConfig::from_mcp_servers_json(
+            r#"{"mcpServers": {
+                "files": {"command": "npx", "args": ["-y", "server-filesystem", "/tmp"]},
+                "remote api": {"url": "http://127.0.0.1:9000/mcp"},
+                "old": {"url": "http://127.0.0.1:9001/sse"}
+            }}"#,
+        )
+        .expect("converts");
+        let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["files", "old", "remote-api"]);
+        assert!(matches!(
+            config.upstreams[0].connect,
+            Some(Upstream::Stdio { .. })
+        ));
+        assert!(matches!(
+            config.upstreams[1].connect,
+            Some(Upstream::Sse { .. })
+        ));
+        assert!(matches!(
+            config.upstreams[2].connect,
+            Some(Upstream::Http { .. })
+        ));
+    }
+
+    #[test]
+    fn semantic_errors_name_the_upstream() {
+        let both = GatewayConfig::parse(
+            "[[upstream]]\nname = \"a\"\nbuiltin = { server = \"fs\", roots = [] }\nconnect = { transport = \"http\", url = \"http://x\" }\n",
+        )
+        .expect_err("both sources");
+        assert!(both.to_string().contains("exactly one"), "{both}");
+        let dup = GatewayConfig::parse(
+            "[[upstream]]\nname = \"a\"\nbuiltin = { server = \"sql\" }\n[[upstream]]\nname = \"a\"\nbuiltin = { server = \"sql\" }\n",
+        )
+        .expect_err("duplicate");
+        assert!(dup.to_string().contains("another upstream"), "{dup}");
+        let bad =
+            GatewayConfig::parse("[[upstream]]\nname = \"a__b\"\nbuiltin = { server = \"sql\" }\n")
+                .expect_err("separator");
+        assert!(bad.to_string().contains("__"), "{bad}");
+    }
+}

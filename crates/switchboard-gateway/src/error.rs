@@ -1,0 +1,62 @@
+//! Errors of the gateway, each mapped to what the client sees.
+
+use std::time::Duration;
+
+/// Why a gateway operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No upstream exposes this tool (a JSON-RPC `invalid_params` error for the client).
+    #[error("unknown tool {0:?}")]
+    UnknownTool(String),
+    #[error("upstream {upstream:?} could not be reached: {message}")]
+    Connect { upstream: String, message: String },
+    #[error(
+        "upstream {upstream:?} is unavailable (reconnecting; next attempt in {retry_in:?}): {message}"
+    )]
+    Unavailable {
+        upstream: String,
+        retry_in: Duration,
+        message: String,
+    },
+    #[error("upstream {upstream:?} did not answer within {timeout:?}")]
+    Timeout { upstream: String, timeout: Duration },
+    #[error("upstream {upstream:?} is failing; its circuit is open for another {retry_in:?}")]
+    CircuitOpen {
+        upstream: String,
+        retry_in: Duration,
+    },
+    #[error("upstream {upstream:?} failed: {message}")]
+    Upstream { upstream: String, message: String },
+    #[error("listing the tools of {upstream:?} failed: {message}")]
+    List { upstream: String, message: String },
+    #[error(transparent)]
+    Naming(#[from] crate::naming::Collision),
+}
+
+impl GatewayError {
+    /// The stable kind carried in the tool error's structured content.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::UnknownTool(_) => "unknown_tool",
+            GatewayError::Connect { .. } | GatewayError::Unavailable { .. } => {
+                "upstream_unavailable"
+            }
+            GatewayError::Timeout { .. } => "upstream_timeout",
+            GatewayError::CircuitOpen { .. } => "circuit_open",
+            GatewayError::Upstream { .. } => "upstream_error",
+            GatewayError::List { .. } => "upstream_list_failed",
+            GatewayError::Naming(_) => "name_collision",
+        }
+    }
+
+    /// Whether this failure says the upstream is unhealthy (it counts toward the circuit).
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Connect { .. }
+                | GatewayError::Unavailable { .. }
+                | GatewayError::Timeout { .. }
+                | GatewayError::Upstream { .. }
+        )
+    }
+}

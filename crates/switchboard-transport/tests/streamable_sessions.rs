@@ -1,0 +1,227 @@
+//! Streamable HTTP hardening: the session cap, idle reaping of sessions that never send
+//! DELETE (rmcp issue #1244), and `Last-Event-ID` replay from the bounded event store.
+//! Waits are on the session-count watch, never on sleeps.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use switchboard_fs::{FsConfig, FsServer, Limits};
+use switchboard_transport::{
+    HttpLimits, HttpRoutes, HttpServer, serve_http,
+    sse::{SseEvent, SseParser},
+};
+
+async fn start(root: &std::path::Path, limits: HttpLimits) -> HttpServer {
+    let server = FsServer::new(FsConfig {
+        roots: vec![root.to_path_buf()],
+        read_only: false,
+        limits: Limits::default(),
+    })
+    .expect("fs server");
+    serve_http(
+        move || Ok(server.clone()),
+        "127.0.0.1:0".parse().expect("addr"),
+        HttpRoutes::Streamable,
+        &limits,
+    )
+    .await
+    .expect("serve")
+}
+
+async fn wait_sessions(server: &HttpServer, n: usize) {
+    let mut watch = server
+        .stats
+        .sessions
+        .as_ref()
+        .expect("/mcp served")
+        .watch_count();
+    tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|c| *c == n))
+        .await
+        .expect("session count never reached the expected value")
+        .expect("server gone");
+}
+
+fn post(http: &reqwest::Client, url: &str, body: &Value) -> reqwest::RequestBuilder {
+    http.post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string())
+}
+
+/// Starts a 2025-11-25 session; returns its id.
+async fn open_session(http: &reqwest::Client, url: &str) -> Result<String, (u16, String)> {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let response = post(http, url, &init).send().await.expect("POST");
+    let status = response.status().as_u16();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response.text().await.unwrap_or_default();
+    let Some(session) = session else {
+        return Err((status, body));
+    };
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let ack = post(http, url, &initialized)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(ack.status(), 202);
+    Ok(session)
+}
+
+#[tokio::test]
+async fn session_cap_refuses_then_frees() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let limits = HttpLimits {
+        max_sessions: 1,
+        ..HttpLimits::default()
+    };
+    let server = start(tmp.path(), limits).await;
+    let url = format!("http://{}/mcp", server.local_addr);
+    let http = reqwest::Client::new();
+    let first = open_session(&http, &url).await.expect("first session");
+    let (status, body) = open_session(&http, &url).await.expect_err("over the cap");
+    assert_eq!(status, 500);
+    assert!(body.contains("session limit reached"), "{body}");
+    let deleted = http
+        .delete(&url)
+        .header("mcp-session-id", &first)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    wait_sessions(&server, 0).await;
+    open_session(&http, &url)
+        .await
+        .expect("a slot is free again");
+    server.shutdown().await.expect("stop");
+}
+
+#[tokio::test]
+async fn idle_sessions_without_delete_are_reaped() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let limits = HttpLimits {
+        session_idle_timeout: Duration::from_millis(200),
+        ..HttpLimits::default()
+    };
+    let server = start(tmp.path(), limits).await;
+    let url = format!("http://{}/mcp", server.local_addr);
+    let http = reqwest::Client::new();
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(open_session(&http, &url).await.expect("session"));
+    }
+    assert!(
+        server
+            .stats
+            .sessions
+            .as_ref()
+            .expect("stats")
+            .session_count()
+            >= 1
+    );
+    // No DELETE: the idle timeout alone must free every session and its map entry.
+    wait_sessions(&server, 0).await;
+    let gone = post(
+        &http,
+        &url,
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .header("mcp-session-id", &sessions[0])
+    .header("mcp-protocol-version", "2025-11-25")
+    .send()
+    .await
+    .expect("POST");
+    assert_eq!(gone.status(), 404, "a reaped session is unknown");
+    server.shutdown().await.expect("stop");
+}
+
+async fn sse_events(response: reqwest::Response) -> Vec<SseEvent> {
+    let mut body = response.bytes_stream();
+    let mut parser = SseParser::new(1 << 20);
+    let mut events = Vec::new();
+    while let Some(chunk) = body.next().await {
+        parser
+            .feed(&chunk.expect("chunk"), &mut events)
+            .expect("parse");
+    }
+    events
+}
+
+#[tokio::test]
+async fn last_event_id_replays_from_the_event_store() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let limits = HttpLimits {
+        event_store_capacity: 64,
+        ..HttpLimits::default()
+    };
+    let server = start(tmp.path(), limits).await;
+    let url = format!("http://{}/mcp", server.local_addr);
+    let http = reqwest::Client::new();
+    let session = open_session(&http, &url).await.expect("session");
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"});
+    let response = post(&http, &url, &call)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("accept", "text/event-stream, application/json")
+        .send()
+        .await
+        .expect("POST");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+    let events = sse_events(response).await;
+    let ids: Vec<&str> = events.iter().filter_map(|e| e.id.as_deref()).collect();
+    assert!(
+        events.len() >= 2,
+        "priming event and the response: {events:?}"
+    );
+    let response_event = events
+        .iter()
+        .find(|e| e.data.contains("\"id\":7"))
+        .expect("the tools/list response");
+    // Pretend the client saw only the first (priming) event, then reconnect.
+    let resumed = http
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", ids[0])
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resumed.status(), 200);
+    let replayed = sse_events(resumed).await;
+    let replayed: Vec<&SseEvent> = replayed.iter().filter(|e| !e.data.is_empty()).collect();
+    assert_eq!(replayed.len(), 1, "{replayed:?}");
+    assert_eq!(replayed[0].data, response_event.data);
+    assert_eq!(replayed[0].id, response_event.id);
+    // Another session's event ids are unguessable; a forged one replays nothing.
+    let forged = http
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", "00000000000000000000000000000000-0")
+        .send()
+        .await
+        .expect("GET");
+    assert!(sse_events(forged).await.iter().all(|e| e.data.is_empty()));
+    assert!(server.stats.event_store.as_ref().expect("store").len() <= 64);
+    server.shutdown().await.expect("stop");
+}

@@ -1,0 +1,143 @@
+//! `switchboard serve`: the gateway. With no configuration it mounts the three built-in
+//! servers in-process on SQLite under `./switchboard-data` and serves them on
+//! 127.0.0.1:8080 at `/mcp` (Streamable HTTP, both eras) and `/sse` (legacy HTTP+SSE).
+
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use clap::Args;
+use switchboard_gateway::{Gateway, GatewayConfig, GatewayServer};
+use switchboard_transport::HttpRoutes;
+
+use super::server::HttpArgs;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Gateway configuration (TOML): the upstreams and their policies. Without it (and without
+    /// --mcp-servers), the built-in fs, sql and crm servers are served.
+    #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A desktop client's `{"mcpServers": {…}}` JSON file to serve instead of a TOML config.
+    #[arg(long, conflicts_with = "config")]
+    pub mcp_servers: Option<PathBuf>,
+    /// Where the zero-configuration servers keep their data (files/, demo.db, crm.db).
+    #[arg(long, default_value = "./switchboard-data")]
+    pub data_dir: PathBuf,
+    /// Serve the gateway over stdio instead of HTTP (for a desktop client that launches it).
+    #[arg(long)]
+    pub stdio: bool,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+const FILES_README: &str = "This folder is the root of Switchboard's built-in filesystem server.\n\
+Agents connected to the gateway can read and write files here, and nowhere else.\n";
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let (config, source) = if let Some(path) = &args.config {
+        (
+            GatewayConfig::load(path)?,
+            format!("config {}", path.display()),
+        )
+    } else if let Some(path) = &args.mcp_servers {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        (
+            GatewayConfig::from_mcp_servers_json(&text)?,
+            format!("mcpServers {}", path.display()),
+        )
+    } else {
+        let files = args.data_dir.join("files");
+        std::fs::create_dir_all(&files)
+            .with_context(|| format!("could not create {}", files.display()))?;
+        let readme = files.join("README.txt");
+        if !readme.exists() {
+            std::fs::write(&readme, FILES_README)
+                .with_context(|| format!("could not write {}", readme.display()))?;
+        }
+        (
+            GatewayConfig::builtin_defaults(&args.data_dir),
+            format!("built-in servers, data in {}", args.data_dir.display()),
+        )
+    };
+    let gateway = Arc::new(Gateway::new(config)?);
+    let unreachable = gateway.start().await?;
+    for (name, err) in &unreachable {
+        tracing::warn!(upstream = %name, %err, "upstream unreachable at start; it will be retried");
+    }
+    let server = GatewayServer::new(gateway.clone());
+
+    let outcome = if args.stdio {
+        eprintln!("switchboard gateway ({source}) serving MCP over stdio");
+        switchboard_transport::serve_stdio(server)
+            .await
+            .map_err(anyhow::Error::from)
+    } else {
+        let http = super::server::serve_http_announced(server, &args.http, HttpRoutes::All).await?;
+        print_banner(
+            &gateway,
+            &source,
+            http.local_addr,
+            !args.http.allowed_origins.is_empty(),
+        );
+        let stop = http.cancellation_token();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop.cancel();
+        });
+        http.wait().await.map_err(anyhow::Error::from)
+    };
+    // Whatever ended serving, end every upstream (stdio children with their process groups).
+    gateway.shutdown().await;
+    outcome
+}
+
+fn print_banner(gateway: &Gateway, source: &str, addr: std::net::SocketAddr, origins: bool) {
+    let catalog = gateway.cached_catalog();
+    let tools = catalog.as_ref().map(|c| c.tools.len()).unwrap_or(0);
+    eprintln!("Switchboard gateway ({source})");
+    eprintln!("  MCP (Streamable HTTP, 2026-07-28 and session era): http://{addr}/mcp");
+    eprintln!("  MCP (legacy HTTP+SSE, 2024-11-05):                 http://{addr}/sse");
+    eprintln!(
+        "  {tools} tools from {} upstreams:",
+        gateway.upstreams().len()
+    );
+    for status in gateway.status() {
+        let count = status
+            .tools
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "?".into());
+        eprintln!("    {:<12} {count:>3} tools", status.name);
+    }
+    eprintln!(
+        "  Access: anonymous, loopback only{}. Stop with Ctrl-C.",
+        if origins {
+            "; browser origins as allowed"
+        } else {
+            ""
+        }
+    );
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
