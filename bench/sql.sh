@@ -34,15 +34,16 @@ rows_sql="SELECT * FROM items WHERE id <= 1000"
 # The official server reports SQL errors as ordinary text (no isError), which the bench client
 # would count as successes; so first check, once per server and case, that the answer holds the
 # expected rows.
-"$venv/bin/python" - "$point_sql" "$rows_sql" "${ours[*]}" "${official[*]}" <<'PY'
-import ast, asyncio, json, os, shlex, sys
+"$venv/bin/python" - "$point_sql" "$rows_sql" "$sb" "$db" "$venv" <<'PY'
+import ast, asyncio, os, sys
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-point_sql, rows_sql, ours, official = sys.argv[1:5]
+point_sql, rows_sql, sb, db, venv = sys.argv[1:6]
+ours = [sb, "server", "sql", "--url", f"sqlite://{db}", "--log", "warn"]
+official = [os.path.join(venv, "bin", "mcp-server-sqlite"), "--db-path", db]
 
-async def call(cmd, tool, args):
-    argv = shlex.split(cmd)
+async def call(argv, tool, args):
     params = StdioServerParameters(command=argv[0], args=argv[1:])
     with open(os.devnull, "w") as devnull:
         async with stdio_client(params, errlog=devnull) as (r, w):

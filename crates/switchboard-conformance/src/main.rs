@@ -3,6 +3,9 @@
 //! Streamable HTTP transport (`switchboard_transport::serve_http`), both protocol eras on `/mcp`.
 //!
 //! It prints `listening on http://ADDR/mcp` on stderr once bound, like `switchboard server`.
+//! With `--stdio` it serves one client over stdin/stdout instead: the suite has no stdio
+//! harness, but the gateway can reach the fixture as a stdio upstream and be tested in front
+//! of it (`interop/conformance/run-gateway.sh`).
 
 // The fixture deliberately exercises features the 2026-07-28 revision deprecates (logging,
 // sampling, roots, resources/subscribe) because the 2025-11-25 scenarios still test them.
@@ -30,6 +33,9 @@ struct Args {
     /// Port on 127.0.0.1 when --listen is not given.
     #[arg(long, env = "PORT")]
     port: Option<u16>,
+    /// Serve one client over stdin/stdout (both eras) instead of HTTP.
+    #[arg(long, conflicts_with_all = ["listen", "port"])]
+    stdio: bool,
 }
 
 #[tokio::main]
@@ -41,6 +47,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if args.stdio {
+        switchboard_transport::serve_stdio(server::ConformanceServer::new()).await?;
+        return Ok(());
+    }
     let addr = args
         .listen
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], args.port.unwrap_or(0))));

@@ -58,6 +58,7 @@ pub async fn connect<H: ClientHandler>(
                 .map_err(|e| fail(e.to_string()))?;
             spawn_server(name, sql, server_io);
         }
+        BuiltinServer::Echo => spawn_server(name, crate::echo::EchoServer::default(), server_io),
         BuiltinServer::Crm { db, demo } => {
             let mut config = CrmConfig::new(
                 db.clone()

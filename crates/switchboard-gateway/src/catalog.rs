@@ -16,6 +16,8 @@ pub struct Route {
     pub upstream: Arc<UpstreamRuntime>,
     /// The tool's name at the upstream.
     pub tool: String,
+    /// Its annotations and schema traits, for the call stack (retries).
+    pub hints: crate::stack::ToolHints,
 }
 
 /// One build of the catalog. Rebuilt only when an upstream's tool list changes.
@@ -101,6 +103,7 @@ impl Catalog {
                 Route {
                     upstream: upstream.clone(),
                     tool: tool.name.to_string(),
+                    hints: crate::stack::ToolHints::of(tool),
                 },
             );
             tools.push(exposed);

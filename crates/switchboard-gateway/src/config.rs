@@ -59,6 +59,22 @@ pub struct UpstreamConfig {
     /// The circuit breaker.
     #[serde(default)]
     pub circuit: CircuitConfig,
+    /// The handshake with the upstream ([`UpstreamEra`]). Default `auto`.
+    #[serde(default)]
+    pub era: UpstreamEra,
+    /// `false` keeps the upstream in the file but off: not connected, not listed, its calls
+    /// refused with an `upstream_disabled` error. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Retries of failed calls to idempotent tools ([`crate::stack::retry`]).
+    #[serde(default)]
+    pub retry: crate::stack::retry::RetryConfig,
+    /// The opt-in result cache ([`crate::stack::cache`]); absent: nothing is cached.
+    #[serde(default)]
+    pub cache: Option<crate::stack::cache::CacheConfig>,
+    /// Active health checks ([`crate::health`]).
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
 }
 
 fn default_call_timeout_secs() -> u64 {
@@ -105,6 +121,11 @@ impl UpstreamConfig {
             tools_ttl_secs: default_tools_ttl_secs(),
             fail_closed: false,
             circuit: CircuitConfig::default(),
+            era: UpstreamEra::default(),
+            enabled: true,
+            retry: crate::stack::retry::RetryConfig::default(),
+            cache: None,
+            health: crate::health::HealthConfig::default(),
         }
     }
 }
@@ -128,6 +149,8 @@ pub enum BuiltinServer {
         #[serde(default)]
         allow_writes: bool,
     },
+    /// One `echo` tool; for measuring and checking the gateway itself.
+    Echo,
     Crm {
         /// `sqlite://…` or `postgres://…`; `sqlite://./switchboard-data/crm.db` when absent.
         #[serde(default)]
@@ -188,6 +211,35 @@ impl ToolFilter {
             },
             deny: build(&self.deny)?,
         })
+    }
+}
+
+/// Which protocol era the gateway speaks to an upstream.
+///
+/// The connection is shared by every client, so its era is fixed. A session-era connection
+/// (`initialize`) lets the upstream send `sampling/createMessage`, `elicitation/create` and
+/// `roots/list` and accept `resources/subscribe`, all bridged to session-era clients; a
+/// 2026-07-28 upstream on a modern connection asks with `input_required` results instead,
+/// which reach 2026-07-28 clients unchanged and are answered for session-era clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamEra {
+    /// `server/discover` (2026-07-28), falling back to `initialize`.
+    #[default]
+    Auto,
+    /// Always `initialize` (2025-11-25 and older).
+    Initialize,
+    /// Always `server/discover` (2026-07-28 only).
+    Discover,
+}
+
+impl From<UpstreamEra> for switchboard_transport::Era {
+    fn from(era: UpstreamEra) -> Self {
+        match era {
+            UpstreamEra::Auto => switchboard_transport::Era::Auto,
+            UpstreamEra::Initialize => switchboard_transport::Era::Initialize,
+            UpstreamEra::Discover => switchboard_transport::Era::Discover,
+        }
     }
 }
 
@@ -319,6 +371,11 @@ impl GatewayConfig {
                 }
             }
             upstream.tools.compile(&upstream.name)?;
+            upstream.retry.validate().map_err(invalid)?;
+            if let Some(cache) = &upstream.cache {
+                cache.validate().map_err(invalid)?;
+            }
+            upstream.health.validate().map_err(invalid)?;
         }
         Ok(())
     }

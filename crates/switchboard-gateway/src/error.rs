@@ -31,6 +31,18 @@ pub enum GatewayError {
     List { upstream: String, message: String },
     #[error(transparent)]
     Naming(#[from] crate::naming::Collision),
+    /// The upstream is configured with `enabled = false`.
+    #[error("upstream {upstream:?} is disabled in the gateway configuration")]
+    Disabled { upstream: String },
+    /// The upstream answered with a JSON-RPC error; passed to the client unchanged.
+    #[error("upstream {upstream:?} answered with an error: {}", error.message)]
+    Rpc {
+        upstream: String,
+        error: rmcp::ErrorData,
+    },
+    /// The client cancelled the request (or went away) before the upstream answered.
+    #[error("the request to upstream {upstream:?} was cancelled by the client")]
+    Cancelled { upstream: String },
 }
 
 impl GatewayError {
@@ -46,6 +58,9 @@ impl GatewayError {
             GatewayError::Upstream { .. } => "upstream_error",
             GatewayError::List { .. } => "upstream_list_failed",
             GatewayError::Naming(_) => "name_collision",
+            GatewayError::Disabled { .. } => "upstream_disabled",
+            GatewayError::Rpc { .. } => "upstream_rpc_error",
+            GatewayError::Cancelled { .. } => "cancelled",
         }
     }
 

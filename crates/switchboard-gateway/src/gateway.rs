@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, JsonObject};
 use serde::Serialize;
 use tower::ServiceExt;
 
@@ -10,8 +10,14 @@ use crate::{
     catalog::Catalog,
     config::{ConfigError, GatewayConfig},
     error::GatewayError,
+    health::{HealthMonitor, HealthReport},
     hub::Hub,
-    stack::{self, CallService, ToolCall},
+    passthrough::Downstream,
+    stack::{
+        self, CallService, ToolCall,
+        cache::{CacheStats, ResultCaches},
+        retry::{Retries, RetryStats},
+    },
     upstream::UpstreamRuntime,
 };
 
@@ -22,6 +28,10 @@ pub struct Gateway {
     /// Serialises catalog rebuilds, so a burst of `tools/list` fans out once.
     rebuild: tokio::sync::Mutex<()>,
     stack: CallService,
+    /// Per-upstream state of the stack's retry and cache layers, for status and invalidation.
+    retries: Arc<Retries>,
+    caches: Arc<ResultCaches>,
+    health: HealthMonitor,
 }
 
 /// One upstream's state, for `/api/status`, `switchboard status` and logs.
@@ -31,6 +41,12 @@ pub struct UpstreamStatus {
     pub circuit: &'static str,
     pub restarts: u64,
     pub tools: Option<usize>,
+    /// `enabled` from the configuration (a disabled upstream is never connected).
+    pub enabled: bool,
+    pub health: HealthReport,
+    /// Absent when the upstream caches nothing.
+    pub cache: Option<CacheStats>,
+    pub retry: Option<RetryStats>,
 }
 
 impl Gateway {
@@ -39,17 +55,22 @@ impl Gateway {
         let hub = Arc::new(Hub::default());
         // One pooled HTTP client for every HTTP and SSE upstream.
         let http_client = switchboard_transport::upstream::default_http_client().ok();
+        let retries = Arc::new(Retries::new(&config.upstreams)?);
+        let caches = Arc::new(ResultCaches::new(&config.upstreams)?);
         let upstreams = config
             .upstreams
             .into_iter()
             .map(|u| UpstreamRuntime::new(u, hub.clone(), http_client.clone()).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Gateway {
-            upstreams,
             hub,
             catalog: Mutex::new(None),
             rebuild: tokio::sync::Mutex::new(()),
-            stack: stack::build(),
+            stack: stack::build(retries.clone(), caches.clone()),
+            retries,
+            caches,
+            health: HealthMonitor::new(&upstreams),
+            upstreams,
         })
     }
 
@@ -64,7 +85,11 @@ impl Gateway {
     /// Connects every upstream and lists its tools, concurrently. Returns the upstreams that
     /// could not be reached (they are retried on use); fails on a naming collision.
     pub async fn start(&self) -> Result<Vec<(String, GatewayError)>, GatewayError> {
+        let started = tokio::time::Instant::now();
         let results = futures::future::join_all(self.upstreams.iter().map(|u| u.tools())).await;
+        self.health
+            .record_start(&self.upstreams, &results, started.elapsed());
+        self.health.spawn(&self.upstreams);
         let failed = self
             .upstreams
             .iter()
@@ -119,12 +144,31 @@ impl Gateway {
         self.catalog.lock().ok().and_then(|g| g.clone())
     }
 
-    /// Routes and runs one `tools/call` through the stack.
+    /// Routes and runs one `tools/call` through the stack, on the gateway's own behalf.
     pub async fn call(
         &self,
         exposed: &str,
         arguments: Option<JsonObject>,
     ) -> Result<CallToolResult, GatewayError> {
+        let mut request = CallToolRequestParams::new(exposed.to_string());
+        request.arguments = arguments;
+        match self.call_for(request, None).await? {
+            CallToolResponse::Complete(result) => Ok(result),
+            _ => Err(GatewayError::Upstream {
+                upstream: exposed.to_string(),
+                message: "the tool asked for input or started a task".into(),
+            }),
+        }
+    }
+
+    /// Routes and runs one client's `tools/call` through the stack, relaying progress, logs,
+    /// cancellation and input requests ([`crate::passthrough`]).
+    pub async fn call_for(
+        &self,
+        request: CallToolRequestParams,
+        downstream: Option<Downstream>,
+    ) -> Result<CallToolResponse, GatewayError> {
+        let exposed = request.name.as_ref();
         let cached = self.cached_catalog();
         let route = match cached.as_ref().and_then(|c| c.route(exposed)) {
             Some(route) => route.clone(),
@@ -134,7 +178,7 @@ impl Gateway {
                 .await?
                 .route(exposed)
                 .cloned()
-                .ok_or_else(|| GatewayError::UnknownTool(exposed.to_string()))?,
+                .ok_or_else(|| self.unknown_tool(exposed))?,
         };
         self.stack
             .clone()
@@ -142,9 +186,49 @@ impl Gateway {
                 upstream: route.upstream,
                 tool: route.tool,
                 exposed: exposed.to_string(),
-                arguments,
+                arguments: request.arguments,
+                downstream,
+                input_responses: request.input_responses,
+                request_state: request.request_state,
+                hints: route.hints,
+                identity: None,
             })
             .await
+    }
+
+    /// The error for a name no route matches: a disabled upstream's prefix says so.
+    fn unknown_tool(&self, exposed: &str) -> GatewayError {
+        let disabled = self.upstreams.iter().find(|u| {
+            !u.config.enabled
+                && exposed
+                    .strip_prefix(u.name())
+                    .is_some_and(|rest| rest.starts_with(crate::naming::SEPARATOR))
+        });
+        match disabled {
+            Some(u) => GatewayError::Disabled {
+                upstream: u.name().to_string(),
+            },
+            None => GatewayError::UnknownTool(exposed.to_string()),
+        }
+    }
+
+    /// Drops the cached results of `upstream`'s tools matching `tool_glob` (upstream tool
+    /// names, glob syntax); returns how many were dropped (0 when it caches nothing).
+    pub async fn invalidate_cache(
+        &self,
+        upstream: &str,
+        tool_glob: &str,
+    ) -> Result<u64, ConfigError> {
+        let matcher = globset::Glob::new(tool_glob)
+            .map_err(|e| ConfigError::Invalid {
+                upstream: upstream.to_string(),
+                message: format!("bad tool glob {tool_glob:?}: {e}"),
+            })?
+            .compile_matcher();
+        Ok(match self.caches.get(upstream) {
+            Some(cache) => cache.invalidate(&matcher).await,
+            None => 0,
+        })
     }
 
     pub fn status(&self) -> Vec<UpstreamStatus> {
@@ -167,12 +251,23 @@ impl Gateway {
                         })
                         .count()
                 }),
+                enabled: u.config.enabled,
+                health: self
+                    .health
+                    .get(u.name())
+                    .map(|h| h.report())
+                    .unwrap_or_else(|| {
+                        crate::health::Health::new(&u.config.health, u.config.enabled).report()
+                    }),
+                cache: self.caches.get(u.name()).map(|c| c.stats()),
+                retry: self.retries.get(u.name()).map(|r| r.stats()),
             })
             .collect()
     }
 
     /// Closes every upstream; stdio children are ended with their process groups.
     pub async fn shutdown(&self) {
+        self.health.stop().await;
         futures::future::join_all(self.upstreams.iter().map(|u| u.shutdown())).await;
     }
 }

@@ -1,7 +1,8 @@
 //! The gateway's connected clients, for notifications that fan out to all of them.
 //!
-//! Session-era clients receive `notifications/tools/list_changed` on their session when any
-//! upstream's tool list changes; a client whose session has closed is dropped on the next send.
+//! Session-era clients receive `notifications/{tools,prompts,resources}/list_changed` on their
+//! session when any upstream's list changes, and `notifications/resources/updated` for the
+//! resources they subscribed to; a client whose session has closed is dropped on the next send.
 
 use std::sync::Mutex;
 
@@ -10,7 +11,11 @@ use rmcp::{Peer, RoleServer};
 #[derive(Default)]
 pub struct Hub {
     clients: Mutex<Vec<Peer<RoleServer>>>,
+    subscriptions: Mutex<Vec<Subscription>>,
 }
+
+/// One session-era client's `resources/subscribe`: (upstream, upstream URI, exposed URI, client).
+type Subscription = (String, String, String, Peer<RoleServer>);
 
 impl Hub {
     pub fn register(&self, peer: Peer<RoleServer>) {
@@ -31,6 +36,81 @@ impl Hub {
             .unwrap_or(0)
     }
 
+    /// Records a client's subscription to `exposed` (the upstream's `uri`).
+    pub fn subscribe(&self, upstream: &str, uri: &str, exposed: &str, peer: Peer<RoleServer>) {
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            subs.retain(|s| !s.3.is_transport_closed());
+            subs.push((upstream.into(), uri.into(), exposed.into(), peer));
+        }
+    }
+
+    /// Drops a client's subscription to `exposed`; returns whether any client still has one.
+    pub fn unsubscribe(&self, exposed: &str, peer: &Peer<RoleServer>) -> bool {
+        let Ok(mut subs) = self.subscriptions.lock() else {
+            return false;
+        };
+        subs.retain(|s| {
+            let ended = s.3.is_transport_closed();
+            let this_one = s.2 == exposed && same_session(&s.3, peer);
+            !ended && !this_one
+        });
+        subs.iter().any(|s| s.2 == exposed)
+    }
+
+    /// Relays an upstream's `notifications/resources/updated` to the clients subscribed to it.
+    pub fn resource_updated(&self, upstream: &str, uri: &str) {
+        let targets: Vec<(String, Peer<RoleServer>)> = match self.subscriptions.lock() {
+            Ok(mut subs) => {
+                subs.retain(|s| !s.3.is_transport_closed());
+                subs.iter()
+                    .filter(|s| s.0 == upstream && s.1 == uri)
+                    .map(|s| (s.2.clone(), s.3.clone()))
+                    .collect()
+            }
+            Err(_) => return,
+        };
+        for (exposed, peer) in targets {
+            tokio::spawn(async move {
+                let params = rmcp::model::ResourceUpdatedNotificationParam::new(exposed);
+                if let Err(err) = peer.notify_resource_updated(params).await {
+                    tracing::debug!(%err, "could not notify a client of resources/updated");
+                }
+            });
+        }
+    }
+
+    /// Tells every connected client that the gateway's prompt list changed.
+    pub fn prompts_changed(&self) {
+        for peer in self.live() {
+            tokio::spawn(async move {
+                if let Err(err) = peer.notify_prompt_list_changed().await {
+                    tracing::debug!(%err, "could not notify a client of list_changed");
+                }
+            });
+        }
+    }
+
+    /// Tells every connected client that the gateway's resource list changed.
+    pub fn resources_changed(&self) {
+        for peer in self.live() {
+            tokio::spawn(async move {
+                if let Err(err) = peer.notify_resource_list_changed().await {
+                    tracing::debug!(%err, "could not notify a client of list_changed");
+                }
+            });
+        }
+    }
+
+    fn live(&self) -> Vec<Peer<RoleServer>> {
+        match self.clients.lock() {
+            Ok(mut clients) => {
+                clients.retain(|p| !p.is_transport_closed());
+                clients.clone()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Tells every connected client that the gateway's tool list changed.
     pub fn tools_changed(&self) {
         let peers: Vec<Peer<RoleServer>> = match self.clients.lock() {
@@ -47,5 +127,13 @@ impl Hub {
                 }
             });
         }
+    }
+}
+
+/// Whether two peers are the same session (the same handshake record).
+fn same_session(a: &Peer<RoleServer>, b: &Peer<RoleServer>) -> bool {
+    match (a.peer_info(), b.peer_info()) {
+        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(&a, &b),
+        _ => false,
     }
 }

@@ -14,12 +14,17 @@
 pub mod builtin;
 pub mod catalog;
 pub mod config;
+pub mod echo;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod hub;
 pub mod naming;
+pub mod passthrough;
+pub mod resources;
 pub mod server;
 pub mod stack;
+pub mod status_api;
 pub mod upstream;
 
 pub use config::{BuiltinServer, ConfigError, GatewayConfig, PrefixMode, UpstreamConfig};

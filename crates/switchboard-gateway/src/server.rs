@@ -1,45 +1,91 @@
-//! The gateway's MCP face: one `ServerHandler` that lists the catalog and routes calls.
+//! The gateway's MCP face: one `ServerHandler` that lists the catalog and routes calls, and
+//! passes prompts, resources, completion and logging through ([`crate::resources`],
+//! [`crate::passthrough`]).
 
-use std::sync::Arc;
+// logging/setLevel and resources/subscribe are deprecated by 2026-07-28 but served to the
+// session-era clients that use them.
+#![allow(deprecated)]
+
+use std::sync::{Arc, Mutex};
 
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
-        PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig, Tool,
+        CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+        GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
+        PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ResultType,
+        ServerCapabilities, ServerConfig, SetLevelRequestParams, SubscribeRequestParams, Tool,
+        UnsubscribeRequestParams,
     },
     service::{NotificationContext, RequestContext},
 };
 
-use crate::{error::GatewayError, gateway::Gateway};
+use crate::{error::GatewayError, gateway::Gateway, passthrough::Downstream, resources};
 
 /// A handle on the gateway for one client session (cheap to clone).
-#[derive(Clone)]
 pub struct GatewayServer {
     gateway: Arc<Gateway>,
+    /// This session's `logging/setLevel` (session-era clients); `None`: every level.
+    log_level: Arc<Mutex<Option<LoggingLevel>>>,
+}
+
+/// A clone serves a new session (or one stateless request): it starts with its own log level.
+impl Clone for GatewayServer {
+    fn clone(&self) -> Self {
+        GatewayServer::new(self.gateway.clone())
+    }
 }
 
 impl GatewayServer {
     pub fn new(gateway: Arc<Gateway>) -> GatewayServer {
-        GatewayServer { gateway }
+        GatewayServer {
+            gateway,
+            log_level: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn downstream(&self, cx: &RequestContext<RoleServer>) -> Downstream {
+        Downstream::new(cx, self.log_level.clone())
     }
 }
 
 impl ServerHandler for GatewayServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .build(),
-        )
-        .with_server_info(Implementation::new(
-            "switchboard",
-            env!("CARGO_PKG_VERSION"),
-        ))
-        .with_instructions(
-            "Switchboard gateway: the tools of several MCP servers, named `upstream__tool`.",
-        )
+        let mut capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
+        // Only what at least one upstream has (as last seen; upstreams connect at start).
+        let gateway = &self.gateway;
+        if resources::any_upstream(gateway, |c| c.prompts.is_some()) {
+            let mut prompts = rmcp::model::PromptsCapability::default();
+            prompts.list_changed = Some(true);
+            capabilities.prompts = Some(prompts);
+        }
+        if resources::any_upstream(gateway, |c| c.resources.is_some()) {
+            let subscribe = resources::any_upstream(gateway, |c| {
+                c.resources.as_ref().and_then(|r| r.subscribe) == Some(true)
+            });
+            let mut resources_cap = rmcp::model::ResourcesCapability::default();
+            resources_cap.list_changed = Some(true);
+            resources_cap.subscribe = subscribe.then_some(true);
+            capabilities.resources = Some(resources_cap);
+        }
+        if resources::any_upstream(gateway, |c| c.completions.is_some()) {
+            capabilities.completions = Some(Default::default());
+        }
+        if resources::any_upstream(gateway, |c| c.logging.is_some()) {
+            capabilities.logging = Some(Default::default());
+        }
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(
+                "switchboard",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Switchboard gateway: the tools of several MCP servers, named `upstream__tool`.",
+            )
     }
 
     async fn list_tools(
@@ -65,16 +111,25 @@ impl ServerHandler for GatewayServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        match self.gateway.call(&request.name, request.arguments).await {
-            Ok(result) => Ok(result.into()),
+        let name = request.name.clone();
+        // Boxed: the relayed call is a deep future, and rmcp nests every handler's future.
+        match Box::pin(
+            self.gateway
+                .call_for(request, Some(self.downstream(&context))),
+        )
+        .await
+        {
+            Ok(response) => Ok(response),
+            // The upstream's own JSON-RPC error (invalid params, a missing capability…).
+            Err(GatewayError::Rpc { error, .. }) => Err(error),
             Err(GatewayError::UnknownTool(name)) => Err(ErrorData::invalid_params(
                 format!("unknown tool {name:?}"),
                 None,
             )),
             Err(err) => {
-                tracing::warn!(tool = %request.name, %err, "tools/call failed");
+                tracing::warn!(tool = %name, %err, "tools/call failed");
                 Ok(switchboard_core::failure(err.kind(), err.to_string()).into())
             }
         }
@@ -82,5 +137,128 @@ impl ServerHandler for GatewayServer {
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         self.gateway.hub().register(context.peer);
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let mut result = ListPromptsResult::with_all_items(
+            Box::pin(resources::list_prompts(&self.gateway)).await?,
+        );
+        result.result_type = Some(ResultType::COMPLETE);
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        Box::pin(resources::get_prompt(
+            &self.gateway,
+            request,
+            Some(&self.downstream(&context)),
+        ))
+        .await
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let mut result = ListResourcesResult::with_all_items(
+            Box::pin(resources::list_resources(&self.gateway)).await?,
+        );
+        result.result_type = Some(ResultType::COMPLETE);
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let mut result = ListResourceTemplatesResult::with_all_items(
+            Box::pin(resources::list_resource_templates(&self.gateway)).await?,
+        );
+        result.result_type = Some(ResultType::COMPLETE);
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        Box::pin(resources::read_resource(
+            &self.gateway,
+            request,
+            Some(&self.downstream(&context)),
+        ))
+        .await
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let down = self.downstream(&context);
+        let (upstream, original) = Box::pin(resources::subscribe(
+            &self.gateway,
+            &request.uri,
+            Some(&down),
+        ))
+        .await?;
+        self.gateway
+            .hub()
+            .subscribe(upstream.name(), &original, &request.uri, context.peer);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // The upstream subscription is shared: end it only when no client holds it any more.
+        if !self.gateway.hub().unsubscribe(&request.uri, &context.peer) {
+            let down = self.downstream(&context);
+            Box::pin(resources::unsubscribe(
+                &self.gateway,
+                &request.uri,
+                Some(&down),
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        Box::pin(resources::complete(
+            &self.gateway,
+            request,
+            Some(&self.downstream(&context)),
+        ))
+        .await
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Filtered per session by the gateway; upstreams keep sending what they send.
+        if let Ok(mut level) = self.log_level.lock() {
+            *level = Some(request.level);
+        }
+        Ok(())
     }
 }

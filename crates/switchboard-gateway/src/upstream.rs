@@ -14,10 +14,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[allow(deprecated)] // sampling, roots and logging: deprecated by SEP-2577, still bridged
 use rmcp::{
-    ClientHandler, Peer, RoleClient,
-    model::{ClientCapabilities, ClientConfig, Implementation, Tool},
-    service::NotificationContext,
+    ClientHandler, ErrorData, Peer, RoleClient,
+    model::{
+        ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
+        ElicitRequestParams, ElicitResult, Implementation, ListRootsResult,
+        LoggingMessageNotificationParam, ProgressNotificationParam,
+        ResourceUpdatedNotificationParam, Tool,
+    },
+    service::{NotificationContext, RequestContext},
 };
 use switchboard_transport::{ConnectOptions, UpstreamClient};
 
@@ -26,6 +32,8 @@ use crate::{
     config::{CompiledFilter, UpstreamConfig},
     error::GatewayError,
     hub::Hub,
+    passthrough::Relay,
+    resources::UpstreamLists,
     stack::circuit::Circuit,
 };
 
@@ -33,20 +41,89 @@ use crate::{
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// The gateway's client handler for one upstream: it hears `list_changed` notifications.
+/// The gateway's client handler for one upstream: it hears `list_changed` notifications and
+/// relays progress, logs and server-to-client requests to the gateway's clients
+/// ([`crate::passthrough`]).
 #[derive(Clone)]
 pub struct UpstreamEvents {
     name: Arc<str>,
     tools_stale: Arc<AtomicBool>,
     hub: Arc<Hub>,
+    relay: Arc<Relay>,
+    lists: Arc<UpstreamLists>,
 }
 
+#[allow(deprecated)] // sampling, roots and logging: deprecated by SEP-2577, still bridged
 impl ClientHandler for UpstreamEvents {
     fn get_info(&self) -> ClientConfig {
+        // Sampling, elicitation and roots are bridged to the gateway's clients that have them.
         ClientConfig::new(
-            ClientCapabilities::default(),
+            ClientCapabilities::builder()
+                .enable_roots()
+                .enable_sampling()
+                .enable_elicitation()
+                .build(),
             Implementation::new("switchboard-gateway", env!("CARGO_PKG_VERSION")),
         )
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        tracing::info!(upstream = %self.name, "upstream prompt list changed");
+        self.lists.prompts_changed();
+        self.hub.prompts_changed();
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        tracing::info!(upstream = %self.name, "upstream resource list changed");
+        self.lists.resources_changed();
+        self.hub.resources_changed();
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.hub.resource_updated(&self.name, &params.uri);
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.relay.progress(params);
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.relay.log(&self.name, params);
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        self.relay.create_message(&self.name, params).await
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        self.relay.create_elicitation(&self.name, request).await
+    }
+
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        self.relay.list_roots(&self.name).await
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
@@ -80,6 +157,10 @@ pub struct UpstreamRuntime {
     tools: Mutex<Option<CachedTools>>,
     tools_stale: Arc<AtomicBool>,
     hub: Arc<Hub>,
+    /// Requests in flight here for the gateway's clients (progress, logs, sampling…).
+    pub relay: Arc<Relay>,
+    /// Cached prompt, resource and template lists.
+    pub lists: Arc<UpstreamLists>,
     /// Successful connections after the first: restarts.
     pub restarts: AtomicU64,
     connected_once: AtomicBool,
@@ -95,6 +176,7 @@ impl UpstreamRuntime {
         let connect_options = ConnectOptions {
             name: config.name.clone(),
             http_client,
+            era: config.era.into(),
             ..ConnectOptions::default()
         };
         Ok(UpstreamRuntime {
@@ -111,6 +193,8 @@ impl UpstreamRuntime {
             tools: Mutex::new(None),
             tools_stale: Arc::new(AtomicBool::new(false)),
             hub,
+            relay: Arc::default(),
+            lists: Arc::default(),
             restarts: AtomicU64::new(0),
             connected_once: AtomicBool::new(false),
             config,
@@ -128,6 +212,12 @@ impl UpstreamRuntime {
 
     /// The live connection, connecting (or reconnecting, within the backoff) when needed.
     pub async fn peer(&self) -> Result<Peer<RoleClient>, GatewayError> {
+        // A disabled upstream is never connected, whoever asks (calls, lists, health checks).
+        if !self.config.enabled {
+            return Err(GatewayError::Disabled {
+                upstream: self.name().to_string(),
+            });
+        }
         if let Some(peer) = self.live_peer() {
             return Ok(peer);
         }
@@ -153,6 +243,8 @@ impl UpstreamRuntime {
         match self.connect().await {
             Ok(client) => {
                 let peer = client.peer().clone();
+                // Remember its capabilities, for the gateway's own (`get_info`).
+                self.relay.capabilities(Some(&peer));
                 connection.client = Some(client);
                 connection.failures = 0;
                 connection.next_attempt = None;
@@ -165,6 +257,7 @@ impl UpstreamRuntime {
                 }
                 // A new connection may serve a different tool list.
                 self.tools_stale.store(true, Ordering::Release);
+                self.lists.all_changed();
                 Ok(peer)
             }
             Err(err) => {
@@ -183,6 +276,8 @@ impl UpstreamRuntime {
             name: Arc::from(self.name()),
             tools_stale: self.tools_stale.clone(),
             hub: self.hub.clone(),
+            relay: self.relay.clone(),
+            lists: self.lists.clone(),
         };
         if let Some(server) = &self.config.builtin {
             return builtin::connect(self.name(), server, events).await;
@@ -203,6 +298,13 @@ impl UpstreamRuntime {
 
     /// The upstream's tools: cached, refreshed after `list_changed`, a reconnect or the TTL.
     pub async fn tools(&self) -> Result<Arc<Vec<Tool>>, GatewayError> {
+        if !self.config.enabled {
+            // Listed as having no tools: not an error, and one shared list, so the catalog
+            // sees no change.
+            static NONE: std::sync::LazyLock<Arc<Vec<Tool>>> =
+                std::sync::LazyLock::new(|| Arc::new(Vec::new()));
+            return Ok(NONE.clone());
+        }
         let stale = self.tools_stale.load(Ordering::Acquire);
         if !stale
             && let Ok(guard) = self.tools.lock()

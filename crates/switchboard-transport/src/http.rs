@@ -227,8 +227,25 @@ where
     S: ServerHandler + Send + 'static,
     F: Fn() -> Result<S, std::io::Error> + Send + Sync + 'static,
 {
+    serve_http_with(factory, addr, routes, limits, axum::Router::new()).await
+}
+
+/// [`serve_http`], with `extra` routes (the embedder's own, e.g. the gateway's
+/// `/api/status`) served on the same listener. `extra` brings its own guards.
+pub async fn serve_http_with<S, F>(
+    factory: F,
+    addr: SocketAddr,
+    routes: HttpRoutes,
+    limits: &HttpLimits,
+    extra: axum::Router,
+) -> Result<HttpServer, TransportError>
+where
+    S: ServerHandler + Send + 'static,
+    F: Fn() -> Result<S, std::io::Error> + Send + Sync + 'static,
+{
     let cancel = CancellationToken::new();
     let (router, stats) = router(factory, routes, limits, cancel.clone());
+    let router = router.merge(extra);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| TransportError::Bind { addr, source })?;

@@ -19,7 +19,9 @@ pub mod session;
 pub mod sse;
 pub mod upstream;
 
-pub use http::{HttpLimits, HttpRoutes, HttpServer, HttpStats, MCP_PATH, router, serve_http};
+pub use http::{
+    HttpLimits, HttpRoutes, HttpServer, HttpStats, MCP_PATH, router, serve_http, serve_http_with,
+};
 pub use legacy_sse::{LegacySseStats, MESSAGES_PATH, SSE_PATH};
 pub use session::{BoundedEventStore, CappedSessionManager, SessionManagerError};
 pub use upstream::{

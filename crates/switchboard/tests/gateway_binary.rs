@@ -153,6 +153,8 @@ async fn one_dead_upstream_does_not_break_the_others_and_comes_back() {
             name = "{name}"
             connect = {{ transport = "stdio", command = "sh", args = ["-c", "echo $$ >> {name}.pids; exec \"$0\" server fs --root {dir}", "{BIN}"] }}
             circuit = {circuit}
+            # This test is about the circuit; retries have their own (gateway_ops.rs).
+            retry = {{ max_attempts = 0 }}
             "#
         )
     };

@@ -21,19 +21,11 @@ pub struct TextFile {
     pub content: String,
 }
 
-/// Reads a UTF-8 text file, or its first `head` / last `tail` lines.
-pub fn read_text(
+/// Opens a file for reading inside the sandbox; refuses directories.
+fn open_regular(
     sandbox: &Sandbox,
-    limits: &Limits,
     path: &str,
-    head: Option<u64>,
-    tail: Option<u64>,
-) -> Result<TextFile, FsError> {
-    if head.is_some() && tail.is_some() {
-        return Err(FsError::BadRequest {
-            message: "head and tail cannot be used together".into(),
-        });
-    }
+) -> Result<(cap_std::fs::File, cap_std::fs::Metadata, std::path::PathBuf), FsError> {
     let resolved = sandbox.resolve(path)?;
     let target = sandbox.target(&resolved);
     let display = sandbox.display_path(&resolved);
@@ -49,6 +41,23 @@ pub fn read_text(
             message: "is a directory; use list_directory",
         });
     }
+    Ok((file, meta, display))
+}
+
+/// Reads a UTF-8 text file, or its first `head` / last `tail` lines.
+pub fn read_text(
+    sandbox: &Sandbox,
+    limits: &Limits,
+    path: &str,
+    head: Option<u64>,
+    tail: Option<u64>,
+) -> Result<TextFile, FsError> {
+    if head.is_some() && tail.is_some() {
+        return Err(FsError::BadRequest {
+            message: "head and tail cannot be used together".into(),
+        });
+    }
+    let (file, meta, display) = open_regular(sandbox, path)?;
     let limit = limits.max_read_bytes;
     let over_limit = || FsError::LimitExceeded {
         path: display.display().to_string(),
@@ -185,21 +194,7 @@ pub struct MediaFile {
 
 /// Reads any file as base64, with its MIME type from the extension.
 pub fn read_media(sandbox: &Sandbox, limits: &Limits, path: &str) -> Result<MediaFile, FsError> {
-    let resolved = sandbox.resolve(path)?;
-    let target = sandbox.target(&resolved);
-    let display = sandbox.display_path(&resolved);
-    let file = target
-        .root
-        .dir
-        .open(non_empty(target.rel))
-        .map_err(|e| FsError::io(&display, e))?;
-    let meta = file.metadata().map_err(|e| FsError::io(&display, e))?;
-    if meta.is_dir() {
-        return Err(FsError::WrongKind {
-            path: display.display().to_string(),
-            message: "is a directory",
-        });
-    }
+    let (file, meta, display) = open_regular(sandbox, path)?;
     if meta.len() > limits.max_read_bytes {
         return Err(FsError::LimitExceeded {
             path: display.display().to_string(),

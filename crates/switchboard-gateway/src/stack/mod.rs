@@ -1,25 +1,30 @@
 //! The `tools/call` path as a tower stack. Each cross-cutting concern is one `Layer` in its
 //! own file; `build` composes them, outermost first, so the stack reads top to bottom:
 //!
-//! 1. [`circuit`]: refuse fast while an upstream's circuit is open; count failures.
-//! 2. [`timeout`]: the per-upstream deadline.
-//! 3. [`forward`]: the call itself, on the upstream's live connection.
+//! 1. [`cache`]: answer opted-in tools from the result cache; coalesce identical calls.
+//! 2. [`retry`]: retry failed calls to idempotent tools, within a per-upstream budget.
+//! 3. [`circuit`]: refuse fast while an upstream's circuit is open; count failures.
+//! 4. [`timeout`]: the per-upstream deadline (of each attempt).
+//! 5. [`forward`]: the call itself, on the upstream's live connection.
 //!
 //! The request carries its upstream's run-time state, so one stack serves every upstream and
 //! per-upstream settings come from the request, not from one stack per upstream.
 
+pub mod cache;
 pub mod circuit;
 pub mod forward;
+pub mod retry;
 pub mod timeout;
 
 use std::sync::Arc;
 
-use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::model::{CallToolResponse, InputResponses, JsonObject, Tool, ToolAnnotations};
 use tower::{ServiceBuilder, util::BoxCloneSyncService};
 
-use crate::{error::GatewayError, upstream::UpstreamRuntime};
+use crate::{error::GatewayError, passthrough::Downstream, upstream::UpstreamRuntime};
 
-/// One routed `tools/call`.
+/// One routed `tools/call`. Cloned for each retry attempt.
+#[derive(Clone)]
 pub struct ToolCall {
     pub upstream: Arc<UpstreamRuntime>,
     /// The tool's name at the upstream.
@@ -27,13 +32,48 @@ pub struct ToolCall {
     /// The name the client called.
     pub exposed: String,
     pub arguments: Option<JsonObject>,
+    /// The client's request, for progress, logs, cancellation and sampling/elicitation
+    /// (`None`: the gateway calls on its own behalf).
+    pub downstream: Option<Downstream>,
+    /// A 2026-07-28 client's answers to an `input_required` result, forwarded as they are.
+    pub input_responses: Option<InputResponses>,
+    /// The `requestState` echoed by a 2026-07-28 client, forwarded as it is.
+    pub request_state: Option<String>,
+    /// What the upstream's listing says about the tool (from the catalog's `Route`).
+    pub hints: ToolHints,
+    /// Who is calling, for the cache's identity scope; `None` until authentication exists.
+    pub identity: Option<String>,
 }
 
-/// The composed call stack.
-pub type CallService = BoxCloneSyncService<ToolCall, CallToolResult, GatewayError>;
+/// What the stack needs to know about a tool from its listing.
+#[derive(Debug, Clone, Default)]
+pub struct ToolHints {
+    pub annotations: Option<ToolAnnotations>,
+    /// The input schema has an `idempotency_key` property (see [`retry`]).
+    pub idempotency_key: bool,
+}
 
-pub fn build() -> CallService {
+impl ToolHints {
+    pub fn of(tool: &Tool) -> ToolHints {
+        ToolHints {
+            annotations: tool.annotations.clone(),
+            idempotency_key: tool
+                .input_schema
+                .get("properties")
+                .and_then(|p| p.as_object())
+                .is_some_and(|p| p.contains_key(retry::IDEMPOTENCY_KEY)),
+        }
+    }
+}
+
+/// The composed call stack. Its answer is a `CallToolResponse`: a result, or (for a 2026-07-28
+/// client) an `input_required` result passed through.
+pub type CallService = BoxCloneSyncService<ToolCall, CallToolResponse, GatewayError>;
+
+pub fn build(retries: Arc<retry::Retries>, caches: Arc<cache::ResultCaches>) -> CallService {
     let stack = ServiceBuilder::new()
+        .layer(cache::CacheLayer::new(caches))
+        .layer(retry::RetryLayer::new(retries))
         .layer(circuit::CircuitLayer)
         .layer(timeout::TimeoutLayer)
         .service(forward::Forward);

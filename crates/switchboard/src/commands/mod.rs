@@ -4,6 +4,7 @@ mod bench;
 mod call;
 mod serve;
 mod server;
+mod status;
 mod tools;
 mod version;
 
@@ -65,6 +66,8 @@ pub enum Command {
     Call(call::CallArgs),
     /// Print the version and the MCP protocol versions spoken.
     Version(version::VersionArgs),
+    /// Show a running gateway's upstreams: health, circuit, restarts, tools, cache.
+    Status(status::StatusArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -75,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tools(args) => tools::run(args).await,
         Command::Call(args) => call::run(args).await,
         Command::Version(args) => version::run(args),
+        Command::Status(args) => status::run(args).await,
     }
 }
 

@@ -73,7 +73,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::from)
     } else {
-        let http = super::server::serve_http_announced(server, &args.http, HttpRoutes::All).await?;
+        // `/api/status` beside `/mcp` and `/sse`, behind the same Host/Origin checks.
+        let limits = args.http.http_limits();
+        let status = switchboard_gateway::status_api::router(
+            gateway.clone(),
+            switchboard_transport::guard::HostOriginPolicy {
+                allowed_hosts: limits.allowed_hosts,
+                allowed_origins: limits.allowed_origins,
+            },
+        );
+        let http =
+            super::server::serve_http_announced_with(server, &args.http, HttpRoutes::All, status)
+                .await?;
         print_banner(
             &gateway,
             &source,

@@ -4,6 +4,7 @@
 //! the transport flags and the serving loop are shared by all of them.
 
 mod crm;
+mod echo;
 mod fs;
 mod sql;
 
@@ -21,6 +22,8 @@ pub enum ServerCommand {
     Crm(crm::CrmArgs),
     /// The SQL database server (SQLite, PostgreSQL, MySQL/MariaDB), read-only by default.
     Sql(sql::SqlArgs),
+    /// A minimal server with one `echo` tool, for benchmarks and checks.
+    Echo(echo::EchoArgs),
 }
 
 pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
@@ -28,6 +31,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         ServerCommand::Fs(args) => fs::run(args).await,
         ServerCommand::Crm(args) => crm::run(args).await,
         ServerCommand::Sql(args) => sql::run(args).await,
+        ServerCommand::Echo(args) => echo::run(args).await,
     }
 }
 
@@ -154,11 +158,25 @@ pub async fn serve_http_announced<S>(
 where
     S: ServerHandler + Clone + Send + Sync + 'static,
 {
-    let running = switchboard_transport::serve_http(
+    serve_http_announced_with(server, http, routes, axum::Router::new()).await
+}
+
+/// [`serve_http_announced`] with `extra` routes on the same listener.
+pub async fn serve_http_announced_with<S>(
+    server: S,
+    http: &HttpArgs,
+    routes: HttpRoutes,
+    extra: axum::Router,
+) -> anyhow::Result<switchboard_transport::HttpServer>
+where
+    S: ServerHandler + Clone + Send + Sync + 'static,
+{
+    let running = switchboard_transport::serve_http_with(
         move || Ok(server.clone()),
         http.listen,
         routes,
         &http.http_limits(),
+        extra,
     )
     .await?;
     if routes != HttpRoutes::LegacySse {

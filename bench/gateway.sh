@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Gateway overhead: the same echo upstream called directly and through `switchboard serve`
+# (mounted in-process, and as a stdio child), with wrk sending stateless MCP 2026-07-28
+# `tools/call` requests over HTTP. Reports calls/s at c=16, p50 at c=1, the added p50 latency,
+# the throughput ratio, and the gateway's idle RSS. One run, one machine.
+#
+# Usage: bench/gateway.sh [seconds per case, default 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+cargo build --release -p switchboard --quiet
+sb=$PWD/target/release/switchboard
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# start NAME ARGS...: runs switchboard with ARGS, waits for its "listening on …/mcp" line.
+start() {
+  local name=$1; shift
+  "$sb" --log warn "$@" --listen 127.0.0.1:0 2>"$work/$name.err" &
+  pids+=($!)
+  echo $! >"$work/$name.pid"
+  for _ in $(seq 1 200); do
+    if url=$(grep -o 'http://[0-9.:]*/mcp' "$work/$name.err" 2>/dev/null | head -n1) && [ -n "$url" ]; then
+      echo "$url"; return 0
+    fi
+    sleep 0.05
+  done
+  echo "$name did not start" >&2; cat "$work/$name.err" >&2; exit 1
+}
+
+cat >"$work/inproc.toml" <<TOML
+[[upstream]]
+name = "echo"
+builtin = { server = "echo" }
+prefix = "never"
+TOML
+cat >"$work/stdio.toml" <<TOML
+[[upstream]]
+name = "echo"
+connect = { transport = "stdio", command = "$sb", args = ["--log", "warn", "server", "echo"] }
+prefix = "never"
+TOML
+
+direct=$(start direct server echo --transport http)
+inproc=$(start inproc serve --config "$work/inproc.toml")
+stdio=$(start stdio serve --config "$work/stdio.toml")
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$(cat "$work/$1.pid")/status"; }
+idle_inproc_rss=$(rss_kb inproc)
+idle_stdio_rss=$(rss_kb stdio)
+
+run() { # label url conns
+  local out
+  out=$(wrk -t "$([ "$3" -gt 1 ] && echo 2 || echo 1)" -c "$3" -d "${secs}s" -s bench/wrk/mcp-call-2026.lua "$2")
+  local bad rps p50 p99
+  bad=$(awk '/BAD_RESPONSES/ {print $2}' <<<"$out")
+  rps=$(awk '/REQUESTS_PER_SEC/ {print $2}' <<<"$out")
+  p50=$(awk '/LATENCY_P50_US/ {print $2}' <<<"$out")
+  p99=$(awk '/LATENCY_P99_US/ {print $2}' <<<"$out")
+  if [ "$bad" != "0" ]; then echo "$1: $bad bad responses" >&2; exit 1; fi
+  echo "$1 $3 $rps $p50 $p99"
+}
+
+results=$work/results
+{
+  run direct "$direct" 1
+  run inproc "$inproc" 1
+  run stdio "$stdio" 1
+  run direct "$direct" 16
+  run inproc "$inproc" 16
+  run stdio "$stdio" 16
+} | tee "$results"
+
+mkdir -p target/bench
+cp "$results" target/bench/gateway.txt
+python3 - "$results" "$idle_inproc_rss" "$idle_stdio_rss" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    label, c, rps, p50, p99 = line.split()
+    rows[(label, int(c))] = (float(rps), int(p50), int(p99))
+print()
+print("| setup | c | calls/s | p50 µs | p99 µs | vs direct |")
+print("|---|---|---|---|---|---|")
+names = {"direct": "echo server directly", "inproc": "gateway → in-process echo", "stdio": "gateway → stdio echo child"}
+for c in (1, 16):
+    d = rows[("direct", c)]
+    for label in ("direct", "inproc", "stdio"):
+        r = rows[(label, c)]
+        extra = "" if label == "direct" else (f"+{r[1] - d[1]} µs p50" if c == 1 else f"{r[0] / d[0]:.2f}× throughput")
+        print(f"| {names[label]} | {c} | {r[0]:.0f} | {r[1]} | {r[2]} | {extra} |")
+print()
+print(f"Gateway idle RSS: {int(sys.argv[2]) / 1024:.1f} MiB (in-process echo), {int(sys.argv[3]) / 1024:.1f} MiB (stdio echo; the child not counted)")
+PY
