@@ -8,7 +8,8 @@
 #                                 100,000-file searches)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p switchboard --quiet
+# SWITCHBOARD_BIN: measure that binary instead of building target/release/switchboard.
+if [ -z "${SWITCHBOARD_BIN:-}" ]; then cargo build --release -p switchboard --quiet; fi
 npm ci --prefix bench --no-audit --no-fund --silent
 fixture=target/bench/fs-fixture
 mkdir -p "$fixture"
@@ -16,7 +17,7 @@ python3 bench/make_fs_fixture.py "$fixture"
 fixture=$(cd "$fixture" && pwd)
 out=target/bench/fs.jsonl
 : > "$out"
-sb=target/release/switchboard
+sb=${SWITCHBOARD_BIN:-target/release/switchboard}
 official=(node bench/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js "$fixture")
 ours=("$sb" server fs --root "$fixture" --log warn)
 

@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-cargo build --release -p switchboard --quiet
-sb=$PWD/target/release/switchboard
+# SWITCHBOARD_BIN: measure that binary instead of building target/release/switchboard.
+if [ -z "${SWITCHBOARD_BIN:-}" ]; then cargo build --release -p switchboard --quiet; fi
+sb=${SWITCHBOARD_BIN:-$PWD/target/release/switchboard}
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -1,8 +1,11 @@
 //! The real `switchboard` binary serving the filesystem server, driven over stdio by rmcp's
 //! child-process client and over Streamable HTTP in both protocol eras.
 
+mod common;
+
 use std::process::Stdio;
 
+use common::{BIN, Listening, args, spawn_listening};
 use rmcp::{
     RoleClient, ServiceExt,
     model::{CallToolRequestParams, ClientConfig, ProtocolVersion},
@@ -10,13 +13,6 @@ use rmcp::{
     transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess},
 };
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
-fn args(value: Value) -> serde_json::Map<String, Value> {
-    value.as_object().cloned().unwrap_or_default()
-}
 
 async fn exercise(client: &RunningService<RoleClient, ClientConfig>, root: &std::path::Path) {
     let tools = client.list_all_tools().await.expect("tools/list");
@@ -101,46 +97,21 @@ async fn stdio_stateless_client() {
     client.cancel().await.expect("close");
 }
 
-/// A running `switchboard server fs --transport http` child, killed on drop.
-struct HttpChild {
-    child: tokio::process::Child,
-    url: String,
-}
-
-async fn spawn_http(root: &std::path::Path, extra: &[&str]) -> HttpChild {
-    let mut child = tokio::process::Command::new(BIN)
-        .args([
-            "server",
-            "fs",
-            "--transport",
-            "http",
-            "--listen",
-            "127.0.0.1:0",
-            "--root",
-        ])
-        .arg(root)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn switchboard");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        match lines.next_line().await.expect("read stderr") {
-            Some(line) => {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    break url.trim().to_string();
-                }
-            }
-            None => panic!("switchboard exited before listening"),
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    HttpChild { child, url }
+/// `switchboard server fs --transport http` on an ephemeral port, rooted at `root`.
+async fn spawn_http(root: &std::path::Path, extra: &[&str]) -> Listening {
+    let root = root.to_string_lossy().into_owned();
+    let mut argv = vec![
+        "server",
+        "fs",
+        "--transport",
+        "http",
+        "--listen",
+        "127.0.0.1:0",
+        "--root",
+        &root,
+    ];
+    argv.extend_from_slice(extra);
+    spawn_listening(&argv, std::path::Path::new(".")).await
 }
 
 #[tokio::test]
@@ -150,7 +121,7 @@ async fn http_both_eras_on_one_endpoint() {
 
     let legacy = ClientConfig::default()
         .with_protocol_version(ProtocolVersion::V_2025_11_25)
-        .serve(StreamableHttpClientTransport::from_uri(server.url.clone()))
+        .serve(StreamableHttpClientTransport::from_uri(server.mcp.clone()))
         .await
         .expect("initialize over HTTP");
     assert_eq!(
@@ -162,7 +133,7 @@ async fn http_both_eras_on_one_endpoint() {
 
     let modern = serve_client_with_lifecycle(
         ClientConfig::default(),
-        StreamableHttpClientTransport::from_uri(server.url.clone()),
+        StreamableHttpClientTransport::from_uri(server.mcp.clone()),
         ClientLifecycleMode::Discover {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],
         },
@@ -191,7 +162,7 @@ async fn http_safety_checks() {
         }}
     });
     let post = |body: String| {
-        http.post(&server.url)
+        http.post(&server.mcp)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", "2026-07-28")

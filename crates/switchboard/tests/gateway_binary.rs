@@ -2,67 +2,13 @@
 //! three transports (in-process built-in, stdio child, Streamable HTTP), one of which is killed
 //! mid-run. Ends by checking the process table: no child outlives the gateway.
 
-use std::{path::Path, process::Stdio};
+mod common;
 
-use rmcp::{
-    RoleClient, ServiceExt,
-    model::{CallToolRequestParams, CallToolResult, ClientConfig},
-    service::RunningService,
-    transport::StreamableHttpClientTransport,
-};
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::path::Path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
-/// A child `switchboard` serving HTTP; returns it and the URL it printed.
-async fn spawn_listening(args: &[&str], cwd: &Path) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn switchboard");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let url = loop {
-        match lines.next_line().await.expect("stderr") {
-            Some(line) => {
-                if let Some(rest) = line.strip_prefix("listening on ")
-                    && rest.ends_with("/mcp")
-                {
-                    break rest.to_string();
-                }
-            }
-            None => panic!("switchboard {args:?} exited before listening"),
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
-}
-
-async fn client(url: &str) -> RunningService<RoleClient, ClientConfig> {
-    ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_uri(url.to_string()))
-        .await
-        .expect("connect to the gateway")
-}
-
-async fn call(
-    client: &RunningService<RoleClient, ClientConfig>,
-    tool: &str,
-    args: Value,
-) -> CallToolResult {
-    client
-        .call_tool(
-            CallToolRequestParams::new(tool.to_string())
-                .with_arguments(args.as_object().cloned().unwrap_or_default()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
-}
+use common::{BIN, call, client, spawn_listening};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use serde_json::json;
 
 fn error_kind(result: &CallToolResult) -> Option<String> {
     result.structured_content.as_ref()?["error"]["kind"]
@@ -73,12 +19,12 @@ fn error_kind(result: &CallToolResult) -> Option<String> {
 #[tokio::test]
 async fn zero_config_serves_the_builtin_servers() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (mut gateway, url) = spawn_listening(
+    let mut gateway = spawn_listening(
         &["serve", "--listen", "127.0.0.1:0", "--data-dir", "data"],
         tmp.path(),
     )
     .await;
-    let c = client(&url).await;
+    let c = client(&gateway.mcp).await;
     let tools = c.list_all_tools().await.expect("tools/list");
     for name in ["fs__read_text_file", "sql__query", "crm__search_contacts"] {
         assert!(tools.iter().any(|t| t.name == name), "{name} missing");
@@ -117,8 +63,8 @@ async fn zero_config_serves_the_builtin_servers() {
         .expect_err("unknown tool is a protocol error");
     assert!(unknown.to_string().contains("unknown tool"), "{unknown}");
     c.cancel().await.expect("close");
-    gateway.start_kill().expect("kill");
-    let _ = gateway.wait().await;
+    gateway.child.start_kill().expect("kill");
+    let _ = gateway.child.wait().await;
 }
 
 fn alive(pid: i32) -> bool {
@@ -131,7 +77,7 @@ async fn one_dead_upstream_does_not_break_the_others_and_comes_back() {
     std::fs::create_dir_all(tmp.path().join("a")).expect("a");
     std::fs::create_dir_all(tmp.path().join("b")).expect("b");
     // An HTTP upstream: a separate `switchboard server sql`.
-    let (mut sql, sql_url) = spawn_listening(
+    let mut sql = spawn_listening(
         &[
             "server",
             "sql",
@@ -166,15 +112,16 @@ async fn one_dead_upstream_does_not_break_the_others_and_comes_back() {
 
         [[upstream]]
         name = "db"
-        connect = {{ transport = "http", url = "{sql_url}" }}
+        connect = {{ transport = "http", url = "{}" }}
         {}
         {}
         "#,
+        sql.mcp,
         stdio("flaky", "a", "{ failure_threshold = 1, open_secs = 0 }"),
         stdio("frail", "a", "{ failure_threshold = 1, open_secs = 3600 }"),
     );
     std::fs::write(tmp.path().join("gateway.toml"), config).expect("config");
-    let (mut gateway, url) = spawn_listening(
+    let mut gateway = spawn_listening(
         &[
             "serve",
             "--listen",
@@ -185,7 +132,7 @@ async fn one_dead_upstream_does_not_break_the_others_and_comes_back() {
         tmp.path(),
     )
     .await;
-    let c = client(&url).await;
+    let c = client(&gateway.mcp).await;
     let tools = c.list_all_tools().await.expect("tools/list");
     assert!(tools.iter().any(|t| t.name == "flaky__read_text_file"));
     assert!(tools.iter().any(|t| t.name == "db__query"));
@@ -286,15 +233,15 @@ async fn one_dead_upstream_does_not_break_the_others_and_comes_back() {
 
     // Shutting the gateway down ends every child it started: none outlives it.
     c.cancel().await.expect("close");
-    let gateway_pid = gateway.id().expect("gateway pid") as i32;
+    let gateway_pid = gateway.child.id().expect("gateway pid") as i32;
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(gateway_pid).expect("pid"),
         rustix::process::Signal::TERM,
     )
     .expect("SIGTERM");
-    let status = gateway.wait().await.expect("gateway exit");
+    let status = gateway.child.wait().await.expect("gateway exit");
     assert!(status.success(), "gateway exited with {status}");
     assert!(!alive(second_flaky), "a stdio child outlived the gateway");
-    sql.start_kill().expect("kill sql");
-    let _ = sql.wait().await;
+    sql.child.start_kill().expect("kill sql");
+    let _ = sql.child.wait().await;
 }

@@ -3,80 +3,35 @@
 //! transparently; `/api/status` and the `status` subcommand report health, circuit, restarts,
 //! tools and cache counters; a disabled upstream is refused with a clear error.
 
-use std::{path::Path, process::Stdio, time::Duration};
+mod common;
 
-use rmcp::{
-    RoleClient, ServiceExt,
-    model::{CallToolRequestParams, CallToolResult, ClientConfig},
-    service::RunningService,
-    transport::StreamableHttpClientTransport,
-};
+use std::{path::Path, time::Duration};
+
+use common::{BIN, call, spawn_listening};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
-/// A child `switchboard serve`; returns it and its base URL (`http://ADDR`).
+/// A child `switchboard serve` with `config`; returns it and its base URL (`http://ADDR`).
 async fn spawn_gateway(config: &str, cwd: &Path) -> (tokio::process::Child, String) {
     std::fs::write(cwd.join("gateway.toml"), config).expect("config");
-    let mut child = tokio::process::Command::new(BIN)
-        .args([
+    let listening = spawn_listening(
+        &[
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--config",
             "gateway.toml",
-        ])
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn switchboard");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let base = loop {
-        match lines.next_line().await.expect("stderr") {
-            Some(line) => {
-                if let Some(rest) = line.strip_prefix("listening on ")
-                    && let Some(base) = rest.strip_suffix("/mcp")
-                {
-                    break base.to_string();
-                }
-            }
-            None => panic!("switchboard serve exited before listening"),
-        }
-    };
-    // The gateway's log, shown with a failing test's output.
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("gateway: {line}");
-        }
-    });
-    (child, base)
+        ],
+        cwd,
+    )
+    .await;
+    (listening.child, listening.base)
 }
 
-async fn client(base: &str) -> RunningService<RoleClient, ClientConfig> {
-    ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_uri(format!(
-            "{base}/mcp"
-        )))
-        .await
-        .expect("connect to the gateway")
-}
-
-async fn call(
-    client: &RunningService<RoleClient, ClientConfig>,
-    tool: &str,
-    args: Value,
-) -> CallToolResult {
-    client
-        .call_tool(
-            CallToolRequestParams::new(tool.to_string())
-                .with_arguments(args.as_object().cloned().unwrap_or_default()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
+async fn client(
+    base: &str,
+) -> rmcp::service::RunningService<rmcp::RoleClient, rmcp::model::ClientConfig> {
+    common::client(&format!("{base}/mcp")).await
 }
 
 fn first_text(result: &CallToolResult) -> String {

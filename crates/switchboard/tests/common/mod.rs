@@ -1,0 +1,90 @@
+//! Helpers shared by the binary's integration tests: start the real `switchboard` on an
+//! ephemeral loopback port, connect rmcp's client, call tools.
+
+#![allow(dead_code)]
+
+use std::{path::Path, process::Stdio};
+
+use rmcp::{
+    RoleClient, ServiceExt,
+    model::{CallToolRequestParams, CallToolResult, ClientConfig},
+    service::RunningService,
+    transport::StreamableHttpClientTransport,
+};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// A running `switchboard` child (killed on drop) and where it listens.
+pub struct Listening {
+    pub child: tokio::process::Child,
+    /// `http://ADDR`
+    pub base: String,
+    /// `http://ADDR/mcp`
+    pub mcp: String,
+}
+
+/// Starts `switchboard ARGS` in `cwd` and waits for its `listening on http://ADDR/mcp` line.
+/// Its later stderr is echoed (shown with a failing test's output) and always drained, so the
+/// child never blocks on a full pipe.
+pub async fn spawn_listening(args: &[&str], cwd: &Path) -> Listening {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn switchboard");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let base = loop {
+        match lines.next_line().await.expect("read stderr") {
+            Some(line) => {
+                if let Some(base) = line
+                    .strip_prefix("listening on ")
+                    .and_then(|rest| rest.trim().strip_suffix("/mcp"))
+                {
+                    break base.to_string();
+                }
+            }
+            None => panic!("switchboard {args:?} exited before listening"),
+        }
+    };
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("switchboard: {line}");
+        }
+    });
+    Listening {
+        child,
+        mcp: format!("{base}/mcp"),
+        base,
+    }
+}
+
+/// A session-era rmcp client on a Streamable HTTP URL.
+pub async fn client(url: &str) -> RunningService<RoleClient, ClientConfig> {
+    ClientConfig::default()
+        .serve(StreamableHttpClientTransport::from_uri(url.to_string()))
+        .await
+        .expect("connect")
+}
+
+/// The JSON object `value` as tool arguments.
+pub fn args(value: Value) -> serde_json::Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+/// Calls a tool; a protocol-level failure fails the test.
+pub async fn call(
+    client: &RunningService<RoleClient, ClientConfig>,
+    tool: &str,
+    arguments: Value,
+) -> CallToolResult {
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments)))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
+}
