@@ -12,12 +12,16 @@ use switchboard_transport::Upstream;
 use crate::naming::is_valid_name;
 
 /// The whole gateway configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// The upstream MCP servers, in order. Order decides nothing but the listing order.
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    /// Authentication, authorization and the other security layers ([`crate::auth`]); absent:
+    /// all off.
+    #[serde(default)]
+    pub security: crate::auth::SecurityConfig,
 }
 
 /// One upstream MCP server and the gateway's policy for it.
@@ -380,6 +384,41 @@ impl GatewayConfig {
         Ok(())
     }
 
+    /// `switchboard config import`: the TOML equivalent of a desktop client's `mcpServers`
+    /// JSON, with default policies left implicit so the file stays short. The output parses
+    /// back to the same upstreams.
+    pub fn import_mcp_servers_json(text: &str) -> Result<String, ConfigError> {
+        #[derive(serde::Serialize)]
+        struct Imported<'a> {
+            upstream: Vec<ImportedUpstream<'a>>,
+        }
+        #[derive(serde::Serialize)]
+        struct ImportedUpstream<'a> {
+            name: &'a str,
+            connect: &'a Upstream,
+        }
+        let config = GatewayConfig::from_mcp_servers_json(text)?;
+        let imported = Imported {
+            upstream: config
+                .upstreams
+                .iter()
+                .filter_map(|u| {
+                    u.connect.as_ref().map(|connect| ImportedUpstream {
+                        name: &u.name,
+                        connect,
+                    })
+                })
+                .collect(),
+        };
+        let toml = toml::to_string(&imported).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<mcpServers>"),
+            message: format!("could not write TOML: {e}"),
+        })?;
+        Ok(format!(
+            "# Imported from a desktop client's mcpServers JSON by `switchboard config import`.\n\n{toml}"
+        ))
+    }
+
     /// Converts the `{"mcpServers": {…}}` JSON of desktop clients (Claude Desktop, Cursor):
     /// entries with `command` become stdio upstreams, entries with `url` HTTP or legacy SSE
     /// upstreams (`type: "sse"` or a URL ending in `/sse`). Names are kept where valid and
@@ -461,7 +500,10 @@ impl GatewayConfig {
             };
             upstreams.push(UpstreamConfig::remote(&sanitized, Some(connect)));
         }
-        let config = GatewayConfig { upstreams };
+        let config = GatewayConfig {
+            upstreams,
+            ..GatewayConfig::default()
+        };
         config.validate()?;
         Ok(config)
     }
@@ -493,6 +535,7 @@ impl GatewayConfig {
                     },
                 ),
             ],
+            ..GatewayConfig::default()
         }
     }
 }
@@ -565,6 +608,22 @@ mod tests {
             config.upstreams[2].connect,
             Some(Upstream::Http { .. })
         ));
+    }
+
+    #[test]
+    fn imported_toml_parses_back_to_the_same_upstreams() {
+        let json = r#"{"mcpServers": {
+            "files": {"command": "npx", "args": ["-y", "server-filesystem", "/tmp"], "env": {"A": "1"}},
+            "old": {"url": "http://127.0.0.1:9001/sse"}
+        }}"#;
+        let toml = GatewayConfig::import_mcp_servers_json(json).expect("import");
+        let back = GatewayConfig::parse(&toml).expect("parses back");
+        let direct = GatewayConfig::from_mcp_servers_json(json).expect("direct");
+        assert_eq!(back.upstreams.len(), 2);
+        for (a, b) in back.upstreams.iter().zip(&direct.upstreams) {
+            assert_eq!(a.name, b.name);
+            assert_eq!(a.connect, b.connect);
+        }
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub enum GatewayError {
     /// The client cancelled the request (or went away) before the upstream answered.
     #[error("the request to upstream {upstream:?} was cancelled by the client")]
     Cancelled { upstream: String },
+    /// Authorization refused the call ([`crate::stack::authorize`]); a JSON-RPC error.
+    #[error("tool {tool:?} is not permitted for {subject:?}: {reason}")]
+    Forbidden {
+        tool: String,
+        subject: String,
+        reason: String,
+    },
 }
 
 impl GatewayError {
@@ -61,6 +68,7 @@ impl GatewayError {
             GatewayError::Disabled { .. } => "upstream_disabled",
             GatewayError::Rpc { .. } => "upstream_rpc_error",
             GatewayError::Cancelled { .. } => "cancelled",
+            GatewayError::Forbidden { .. } => "forbidden",
         }
     }
 

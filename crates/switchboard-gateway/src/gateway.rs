@@ -32,6 +32,8 @@ pub struct Gateway {
     retries: Arc<Retries>,
     caches: Arc<ResultCaches>,
     health: HealthMonitor,
+    /// Authorization rules (`[security]`); `None`: every tool for everyone.
+    policies: Option<Arc<crate::auth::policy::Policies>>,
 }
 
 /// One upstream's state, for `/api/status`, `switchboard status` and logs.
@@ -57,6 +59,10 @@ impl Gateway {
         let http_client = switchboard_transport::upstream::default_http_client().ok();
         let retries = Arc::new(Retries::new(&config.upstreams)?);
         let caches = Arc::new(ResultCaches::new(&config.upstreams)?);
+        let policies = config.security.policies()?.map(Arc::new);
+        let security = stack::Security {
+            policies: policies.clone(),
+        };
         let upstreams = config
             .upstreams
             .into_iter()
@@ -66,7 +72,8 @@ impl Gateway {
             hub,
             catalog: Mutex::new(None),
             rebuild: tokio::sync::Mutex::new(()),
-            stack: stack::build(retries.clone(), caches.clone()),
+            stack: stack::build_secured(retries.clone(), caches.clone(), &security),
+            policies,
             retries,
             caches,
             health: HealthMonitor::new(&upstreams),
@@ -168,6 +175,28 @@ impl Gateway {
         request: CallToolRequestParams,
         downstream: Option<Downstream>,
     ) -> Result<CallToolResponse, GatewayError> {
+        self.call_as(request, downstream, None).await
+    }
+
+    /// [`Gateway::call_for`] on behalf of `principal` (authorization, rate limits, the cache's
+    /// identity scope); `None`: the gateway's own call, not checked.
+    pub async fn call_as(
+        &self,
+        request: CallToolRequestParams,
+        downstream: Option<Downstream>,
+        principal: Option<Arc<crate::auth::Identity>>,
+    ) -> Result<CallToolResponse, GatewayError> {
+        // A denied tool is refused the same way whether or not it exists, so refusals reveal
+        // nothing about tools the caller may not see.
+        if let (Some(policies), Some(who)) = (&self.policies, &principal)
+            && let Err(denial) = policies.check(who, &request.name)
+        {
+            return Err(GatewayError::Forbidden {
+                tool: request.name.to_string(),
+                subject: who.subject.clone(),
+                reason: denial.to_string(),
+            });
+        }
         let exposed = request.name.as_ref();
         let cached = self.cached_catalog();
         let route = match cached.as_ref().and_then(|c| c.route(exposed)) {
@@ -191,9 +220,27 @@ impl Gateway {
                 input_responses: request.input_responses,
                 request_state: request.request_state,
                 hints: route.hints,
-                identity: None,
+                identity: principal
+                    .as_ref()
+                    .filter(|p| !p.anonymous)
+                    .map(|p| p.subject.clone()),
+                principal,
             })
             .await
+    }
+
+    /// May `principal` see and call the exposed tool `tool`? (Always, without authorization
+    /// rules or for the gateway's own calls.)
+    pub fn permits(&self, principal: Option<&crate::auth::Identity>, tool: &str) -> bool {
+        match (&self.policies, principal) {
+            (Some(policies), Some(who)) => policies.check(who, tool).is_ok(),
+            _ => true,
+        }
+    }
+
+    /// Whether authorization rules are configured.
+    pub fn has_policies(&self) -> bool {
+        self.policies.is_some()
     }
 
     /// The error for a name no route matches: a disabled upstream's prefix says so.

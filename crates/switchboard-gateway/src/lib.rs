@@ -11,6 +11,7 @@
 //! deadlines and circuit breakers); exposed names always match `^[a-zA-Z0-9_-]{1,64}$`; every
 //! stdio child is ended with its process group on shutdown.
 
+pub mod auth;
 pub mod builtin;
 pub mod catalog;
 pub mod config;

@@ -48,6 +48,22 @@ impl GatewayServer {
     fn downstream(&self, cx: &RequestContext<RoleServer>) -> Downstream {
         Downstream::new(cx, self.log_level.clone())
     }
+
+    /// Who sent this request: the identity the HTTP authentication attached, else (stdio, or a
+    /// transport that carries none) the anonymous identity.
+    fn principal(cx: &RequestContext<RoleServer>) -> Arc<crate::auth::Identity> {
+        crate::auth::http::identity_of(cx)
+            .unwrap_or_else(|| Arc::new(crate::auth::Identity::anonymous()))
+    }
+}
+
+/// The JSON-RPC error for a tool the caller may not use (`invalid_params`, like an unknown
+/// tool, with `data.kind = "forbidden"`).
+fn forbidden(err: &GatewayError) -> ErrorData {
+    ErrorData::invalid_params(
+        err.to_string(),
+        Some(serde_json::json!({ "kind": err.kind() })),
+    )
 }
 
 impl ServerHandler for GatewayServer {
@@ -91,14 +107,26 @@ impl ServerHandler for GatewayServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let catalog = self
             .gateway
             .catalog()
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        let mut result = ListToolsResult::with_all_items(catalog.tools.clone());
+        // Denied tools are hidden, per caller.
+        let tools = if self.gateway.has_policies() {
+            let who = Self::principal(&context);
+            catalog
+                .tools
+                .iter()
+                .filter(|t| self.gateway.permits(Some(&who), &t.name))
+                .cloned()
+                .collect()
+        } else {
+            catalog.tools.clone()
+        };
+        let mut result = ListToolsResult::with_all_items(tools);
         result.result_type = Some(ResultType::COMPLETE);
         Ok(result)
     }
@@ -114,14 +142,17 @@ impl ServerHandler for GatewayServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.clone();
+        let principal = Self::principal(&context);
         // Boxed: the relayed call is a deep future, and rmcp nests every handler's future.
-        match Box::pin(
-            self.gateway
-                .call_for(request, Some(self.downstream(&context))),
-        )
+        match Box::pin(self.gateway.call_as(
+            request,
+            Some(self.downstream(&context)),
+            Some(principal),
+        ))
         .await
         {
             Ok(response) => Ok(response),
+            Err(err @ GatewayError::Forbidden { .. }) => Err(forbidden(&err)),
             // The upstream's own JSON-RPC error (invalid params, a missing capability…).
             Err(GatewayError::Rpc { error, .. }) => Err(error),
             Err(GatewayError::UnknownTool(name)) => Err(ErrorData::invalid_params(

@@ -176,6 +176,7 @@ async fn sixteen_identical_concurrent_calls_reach_the_upstream_once() {
     let gateway = Arc::new(
         Gateway::new(GatewayConfig {
             upstreams: vec![upstream("up", &url)],
+            ..GatewayConfig::default()
         })
         .expect("gateway"),
     );
@@ -246,6 +247,7 @@ async fn a_timed_out_create_is_retried_with_the_same_idempotency_key() {
     let (server, url) = serve(recorder.clone()).await;
     let gateway = Gateway::new(GatewayConfig {
         upstreams: vec![upstream("up", &url)],
+        ..GatewayConfig::default()
     })
     .expect("gateway");
     gateway.start().await.expect("start");
@@ -288,6 +290,7 @@ async fn a_disabled_upstream_is_not_connected_listed_or_called() {
     off.enabled = false;
     let gateway = Gateway::new(GatewayConfig {
         upstreams: vec![upstream("up", &url), off],
+        ..GatewayConfig::default()
     })
     .expect("gateway");
     let unreachable = gateway.start().await.expect("start");
@@ -327,6 +330,7 @@ async fn health_checks_see_a_dead_upstream_and_stop_on_shutdown() {
     config.health.interval_secs = 3600;
     let gateway = Gateway::new(GatewayConfig {
         upstreams: vec![config],
+        ..GatewayConfig::default()
     })
     .expect("gateway");
     gateway.start().await.expect("start");

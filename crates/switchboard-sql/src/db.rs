@@ -8,9 +8,10 @@ use std::{str::FromStr, time::Instant};
 use futures::{StreamExt, stream::BoxStream};
 use serde_json::{Map, Value};
 use sqlx::{
-    AssertSqlSafe, Column, Executor, MySqlPool, PgPool, Row, SqlSafeStr, SqlitePool, Statement,
-    TypeInfo,
+    AssertSqlSafe, Column, Executor, MySqlPool, PgPool, Row, SqlSafeStr, Sqlite, SqlitePool,
+    Statement, TypeInfo,
     mysql::{MySqlConnectOptions, MySqlPoolOptions},
+    pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqlitePoolOptions},
 };
@@ -131,7 +132,7 @@ impl<'a> Collector<'a> {
                     self.truncated_cells += 1;
                     self.truncated = true;
                 }
-                row_bytes += cell.to_string().len();
+                row_bytes += json_len(&cell);
                 cells.push(cell);
             }
             if self.bytes + row_bytes > self.limits.max_result_bytes && !self.rows.is_empty() {
@@ -157,6 +158,30 @@ impl<'a> Collector<'a> {
             offset: self.offset,
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
+    }
+}
+
+/// Counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The length of `value`'s compact JSON text (what the result-size limit counts), without
+/// building it.
+fn json_len(value: &Value) -> usize {
+    let mut count = ByteCount(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => value.to_string().len(),
     }
 }
 
@@ -211,7 +236,10 @@ impl Database {
             let read = SqlitePoolOptions::new()
                 .max_connections(limits.pool_size)
                 .acquire_timeout(limits.acquire_timeout)
-                .after_connect(|conn, _| Box::pin(sqlite::install_authorizer(conn)))
+                // A local file: no ping before each acquire (a broken connection still fails the
+                // call, and the pool replaces it).
+                .test_before_acquire(false)
+                .after_connect(|conn, _| Box::pin(sqlite::prepare_connection(conn)))
                 .connect_with(read_opts)
                 .await
                 .map_err(connect_err("SQLite"))?;
@@ -221,7 +249,10 @@ impl Database {
                     SqlitePoolOptions::new()
                         .max_connections(1)
                         .acquire_timeout(limits.acquire_timeout)
-                        .after_connect(|conn, _| Box::pin(sqlite::install_authorizer(conn)))
+                        // A local file: no ping before each acquire (a broken connection still fails the
+                        // call, and the pool replaces it).
+                        .test_before_acquire(false)
+                        .after_connect(|conn, _| Box::pin(sqlite::prepare_connection(conn)))
                         .connect_with(base.foreign_keys(true))
                         .await
                         .map_err(connect_err("SQLite"))?,
@@ -412,11 +443,18 @@ impl Database {
         match &self.pools {
             Pools::Sqlite { read, .. } => {
                 let mut conn = read.acquire().await.map_err(|e| self.err(e))?;
-                self.sqlite_deadline(&mut conn).await?;
-                // sqlx only knows a few declared types; DECIMAL(10,2) and friends matter here.
-                let declared = sqlite::declared_types(&mut conn, sql).await;
+                // One hand-off to the worker: arm the timeout and read the declared types
+                // (sqlx only knows a few; DECIMAL(10,2) and friends matter here).
+                let (deadline, declared) =
+                    sqlite::arm(&mut conn, self.limits.statement_timeout, Some(sql))
+                        .await
+                        .map_err(|e| self.err(e))?;
+                let classes: Vec<Option<values::SqliteClass>> = declared
+                    .iter()
+                    .map(|d| d.as_deref().map(values::SqliteClass::of))
+                    .collect();
                 let convert = |row: &sqlx::sqlite::SqliteRow, i: usize| {
-                    values::sqlite_value(row, i, declared.get(i).and_then(|d| d.as_deref()))
+                    values::sqlite_value_in(row, i, classes.get(i).copied().flatten())
                 };
                 let result = {
                     let query = bind_json!(sqlx::query(AssertSqlSafe(sql)), params, false);
@@ -429,12 +467,14 @@ impl Database {
                         column.type_name.clone_from(declared);
                     }
                 }
-                if let Ok(mut handle) = conn.lock_handle().await {
-                    handle.remove_progress_handler();
-                }
                 result.map_err(|e| self.err(e))?;
                 if columns.is_empty() {
                     columns = sqlite_columns(&mut conn, sql).await;
+                }
+                // Stopped early at a limit, the worker may still be in a step: the deadline
+                // then stays armed until the connection's next call re-arms it.
+                if !collector.more {
+                    deadline.clear();
                 }
             }
             Pools::Postgres(pool) => {
@@ -475,13 +515,17 @@ impl Database {
         Ok(collector.finish(columns, started))
     }
 
-    /// Arms SQLite's progress handler so the statement is interrupted at the deadline (SQLite
-    /// has no server-side statement timeout).
-    async fn sqlite_deadline(&self, conn: &mut sqlx::SqliteConnection) -> Result<(), SqlError> {
-        let deadline = Instant::now() + self.limits.statement_timeout;
-        let mut handle = conn.lock_handle().await.map_err(|e| self.err(e))?;
-        handle.set_progress_handler(10_000, move || Instant::now() < deadline);
-        Ok(())
+    /// Acquires a SQLite connection with its statement deadline armed (SQLite has no
+    /// server-side statement timeout; the connection's progress handler enforces it).
+    async fn sqlite_conn(
+        &self,
+        pool: &SqlitePool,
+    ) -> Result<(PoolConnection<Sqlite>, sqlite::Deadline), SqlError> {
+        let mut conn = pool.acquire().await.map_err(|e| self.err(e))?;
+        let (deadline, _) = sqlite::arm(&mut conn, self.limits.statement_timeout, None)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok((conn, deadline))
     }
 
     /// `explain_query`: the engine's plan for a read-only statement (never executed).
@@ -495,7 +539,9 @@ impl Database {
             Pools::Sqlite { read, .. } => {
                 let explain = format!("EXPLAIN QUERY PLAN {sql}");
                 let query = bind_json!(sqlx::query(AssertSqlSafe(explain)), params, false);
-                let rows = query.fetch_all(read).await.map_err(|e| self.err(e))?;
+                let (mut conn, deadline) = self.sqlite_conn(read).await?;
+                let rows = query.fetch_all(&mut *conn).await.map_err(|e| self.err(e))?;
+                deadline.clear();
                 let mut steps = Vec::new();
                 for row in rows {
                     let id: i64 = row.try_get(0).map_err(|e| self.err(e))?;
@@ -541,7 +587,7 @@ impl Database {
         let mut tables = Vec::new();
         match &self.pools {
             Pools::Sqlite { read, .. } => {
-                let mut conn = read.acquire().await.map_err(|e| self.err(e))?;
+                let (mut conn, deadline) = self.sqlite_conn(read).await?;
                 let rows: Vec<(String, String)> = sqlx::query_as(
                     "SELECT name, type FROM sqlite_schema
                      WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
@@ -569,6 +615,7 @@ impl Database {
                         row_estimate: count,
                     });
                 }
+                deadline.clear();
             }
             Pools::Postgres(pool) => {
                 let mut tx = self.pg_read_tx(pool).await?;
@@ -647,7 +694,7 @@ impl Database {
                 if schema.is_some_and(|s| s != "main") {
                     return Err(not_found());
                 }
-                let mut conn = read.acquire().await.map_err(|e| self.err(e))?;
+                let (mut conn, deadline) = self.sqlite_conn(read).await?;
                 let found: Option<(String, String)> = sqlx::query_as(
                     "SELECT name, type FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1",
                 )
@@ -718,6 +765,7 @@ impl Database {
                         primary: origin == "pk",
                     });
                 }
+                deadline.clear();
                 Ok(TableDescription {
                     schema: "main".into(),
                     table: name,
@@ -1069,7 +1117,9 @@ impl Database {
                 );
                 let params: Vec<Value> = columns.iter().map(|(_, v)| (*v).clone()).collect();
                 let query = bind_json!(sqlx::query(AssertSqlSafe(sql)), &params, false);
-                let row = query.fetch_one(pool).await.map_err(|e| self.err(e))?;
+                let (mut conn, deadline) = self.sqlite_conn(pool).await?;
+                let row = query.fetch_one(&mut *conn).await.map_err(|e| self.err(e))?;
+                deadline.clear();
                 for (i, col) in row.columns().iter().enumerate() {
                     key.insert(
                         col.name().to_string(),
@@ -1152,14 +1202,10 @@ impl Database {
         let (rows_affected, last_insert_id) = match &self.pools {
             Pools::Sqlite { write, .. } => {
                 let pool = write.as_ref().ok_or_else(writes_disabled)?;
-                let mut conn = pool.acquire().await.map_err(|e| self.err(e))?;
-                self.sqlite_deadline(&mut conn).await?;
+                let (mut conn, deadline) = self.sqlite_conn(pool).await?;
                 let query = bind_json!(sqlx::query(AssertSqlSafe(sql)), params, false);
-                let result = query.execute(&mut *conn).await;
-                if let Ok(mut handle) = conn.lock_handle().await {
-                    handle.remove_progress_handler();
-                }
-                let result = result.map_err(|e| self.err(e))?;
+                let result = query.execute(&mut *conn).await.map_err(|e| self.err(e))?;
+                deadline.clear();
                 // sqlite3_changes() only counts INSERT/UPDATE/DELETE and keeps the previous
                 // statement's count after anything else (DDL), so report 0 for those.
                 let dml = matches!(
@@ -1228,7 +1274,7 @@ fn collect_strings(value: &Value, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DatabaseUrl;
+    use crate::config::{DatabaseUrl, Limits};
 
     /// The engine layers alone (the tokenizer bypassed) refuse writes on SQLite's read pool.
     #[tokio::test]
@@ -1270,6 +1316,59 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(count, 3);
+        db.close().await;
+    }
+
+    /// The deadline is armed per call on a connection prepared once: a runaway is
+    /// interrupted on every call, including after a call that stopped early at a limit (which
+    /// leaves the deadline armed), and other calls on the same connection are not.
+    #[tokio::test]
+    async fn sqlite_deadline_is_rearmed_on_each_call() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("deadline.db");
+        sqlite::seed_demo(&path)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = SqlConfig {
+            url: Some(DatabaseUrl::new(format!("sqlite://{}", path.display()))),
+            limits: Limits {
+                statement_timeout: std::time::Duration::from_millis(300),
+                pool_size: 1,
+                ..Limits::default()
+            },
+            ..SqlConfig::default()
+        };
+        let db = Database::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+        let endless =
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c";
+        for _ in 0..2 {
+            let started = Instant::now();
+            let err = db.query(runaway, &[], 0, None).await.err();
+            assert!(matches!(err, Some(SqlError::Timeout(_))), "{err:?}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(5));
+            // Stops at the row limit while the worker may still be stepping.
+            let page = db
+                .query(endless, &[], 0, Some(3))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(page.row_count, 3);
+            assert!(page.truncated);
+            // Past the old deadline, other tools on the same connection still work.
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            let tables = db.list_tables().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(tables.tables.len(), 2);
+            db.describe(None, "orders")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let ok = db
+                .query("SELECT count(*) FROM customers", &[], 0, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(ok.rows, vec![vec![Value::from(3)]]);
+        }
         db.close().await;
     }
 }

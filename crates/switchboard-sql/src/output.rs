@@ -32,84 +32,155 @@ pub struct QueryOutput {
     pub elapsed_ms: u64,
 }
 
-/// Renders rows as an aligned text table, cells cut at a readable width.
-pub(crate) fn text_table(headers: &[String], rows: &[Vec<String>]) -> String {
-    const MAX_WIDTH: usize = 48;
-    let cut = |s: &str| -> String {
-        let one_line = s.replace(['\n', '\r'], " ");
-        if one_line.chars().count() > MAX_WIDTH {
-            let mut t: String = one_line.chars().take(MAX_WIDTH - 1).collect();
-            t.push('…');
-            t
-        } else {
-            one_line
-        }
-    };
-    let headers: Vec<String> = headers.iter().map(|h| cut(h)).collect();
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| r.iter().map(|c| cut(c)).collect())
-        .collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+/// Widest a cell is shown in a text table, in characters.
+const MAX_WIDTH: usize = 48;
+
+/// A value shown in a text table.
+pub(crate) trait Cell {
+    /// Calls `f` with the cell's text, without allocating where possible.
+    fn with_text<T>(&self, f: impl FnOnce(&str) -> T) -> T;
+}
+
+impl Cell for String {
+    fn with_text<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+        f(self)
+    }
+}
+
+/// A small stack buffer for a number's or boolean's text.
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl Cell for Value {
+    fn with_text<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+        match self {
+            Value::Null => f("NULL"),
+            Value::String(s) => f(s),
+            other => {
+                use std::fmt::Write as _;
+                let mut text = StackText {
+                    buf: [0; 64],
+                    len: 0,
+                };
+                match write!(text, "{other}")
+                    .ok()
+                    .and_then(|()| std::str::from_utf8(&text.buf[..text.len]).ok())
+                {
+                    Some(s) => f(s),
+                    None => f(&other.to_string()),
+                }
+            }
         }
     }
-    let line = |cells: &[String]| -> String {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
-            .collect::<Vec<_>>()
-            .join(" | ")
-            .trim_end()
-            .to_string()
+}
+
+/// The characters of `s` shown in a cell (cut at [`MAX_WIDTH`]) and whether it was cut.
+fn shown_chars(s: &str) -> (usize, bool) {
+    if s.len() <= MAX_WIDTH {
+        return (s.chars().count(), false);
+    }
+    let n = s.chars().take(MAX_WIDTH + 1).count();
+    if n > MAX_WIDTH {
+        (MAX_WIDTH, true)
+    } else {
+        (n, false)
+    }
+}
+
+/// Appends `s` as a cell: on one line, cut at [`MAX_WIDTH`] characters with `…`, padded to
+/// `width` (no padding when `pad` is false).
+fn push_cell(out: &mut String, s: &str, width: usize, pad: bool) {
+    let (shown, cut) = shown_chars(s);
+    let single_line = !s.bytes().any(|b| b == b'\n' || b == b'\r');
+    if !cut && single_line {
+        out.push_str(s);
+    } else {
+        let keep = if cut { MAX_WIDTH - 1 } else { shown };
+        out.extend(s.chars().take(keep).map(|c| match c {
+            '\n' | '\r' => ' ',
+            c => c,
+        }));
+        if cut {
+            out.push('…');
+        }
+    }
+    if pad {
+        out.extend(std::iter::repeat_n(' ', width.saturating_sub(shown)));
+    }
+}
+
+/// Renders rows as an aligned text table, cells cut at a readable width.
+pub(crate) fn text_table<H: AsRef<str>, C: Cell>(headers: &[H], rows: &[Vec<C>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| shown_chars(h.as_ref()).0).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.with_text(|t| shown_chars(t).0));
+        }
+    }
+    let line_len: usize = widths.iter().sum::<usize>() + 3 * widths.len() + 1;
+    let mut out = String::with_capacity(line_len.saturating_mul(rows.len() + 2));
+    let end_line = |out: &mut String, start: usize| {
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
     };
-    let mut out = line(&headers);
+    for (i, (h, w)) in headers.iter().zip(&widths).enumerate() {
+        if i > 0 {
+            out.push_str(" | ");
+        }
+        push_cell(&mut out, h.as_ref(), *w, true);
+    }
+    end_line(&mut out, 0);
     out.push('\n');
-    out.push_str(
-        &widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .join("-+-"),
-    );
-    for row in &rows {
+    for (i, w) in widths.iter().enumerate() {
+        if i > 0 {
+            out.push_str("-+-");
+        }
+        out.extend(std::iter::repeat_n('-', *w));
+    }
+    for row in rows {
         out.push('\n');
-        out.push_str(&line(row));
+        let start = out.len();
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                out.push_str(" | ");
+            }
+            cell.with_text(|t| push_cell(&mut out, t, *w, true));
+        }
+        end_line(&mut out, start);
     }
     out
 }
 
-fn cell_text(value: &Value) -> String {
-    match value {
-        Value::Null => "NULL".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 impl ToolOutput for QueryOutput {
     fn render_text(&self) -> String {
-        let headers: Vec<String> = self.columns.iter().map(|c| c.name.clone()).collect();
-        let rows: Vec<Vec<String>> = self
-            .rows
-            .iter()
-            .map(|r| r.iter().map(cell_text).collect())
-            .collect();
-        let mut out = text_table(&headers, &rows);
-        out.push_str(&format!(
+        use std::fmt::Write as _;
+        let headers: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+        let mut out = text_table(&headers, &self.rows);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            out,
             "\n({} row{}, {} ms",
             self.row_count,
             if self.row_count == 1 { "" } else { "s" },
             self.elapsed_ms
-        ));
+        );
         if self.truncated {
             out.push_str(", truncated");
         }
         if let Some(cursor) = &self.next_cursor {
-            out.push_str(&format!("; more rows: pass cursor \"{cursor}\""));
+            let _ = write!(out, "; more rows: pass cursor \"{cursor}\"");
         }
         out.push(')');
         out
@@ -301,5 +372,121 @@ impl ToolOutput for ExecuteOutput {
             out.push_str(&format!("; last insert id {id}"));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The straightforward rendering the table writer must match.
+    fn reference_table(headers: &[String], rows: &[Vec<String>]) -> String {
+        const MAX: usize = MAX_WIDTH;
+        let cut = |s: &str| -> String {
+            let one_line = s.replace(['\n', '\r'], " ");
+            if one_line.chars().count() > MAX {
+                let mut t: String = one_line.chars().take(MAX - 1).collect();
+                t.push('…');
+                t
+            } else {
+                one_line
+            }
+        };
+        let headers: Vec<String> = headers.iter().map(|h| cut(h)).collect();
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| r.iter().map(|c| cut(c)).collect())
+            .collect();
+        let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: &[String]| -> String {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+                .collect::<Vec<_>>()
+                .join(" | ")
+                .trim_end()
+                .to_string()
+        };
+        let mut out = line(&headers);
+        out.push('\n');
+        out.push_str(
+            &widths
+                .iter()
+                .map(|w| "-".repeat(*w))
+                .collect::<Vec<_>>()
+                .join("-+-"),
+        );
+        for row in &rows {
+            out.push('\n');
+            out.push_str(&line(row));
+        }
+        out
+    }
+
+    #[test]
+    fn text_table_matches_the_reference_rendering() {
+        let long = "é".repeat(60);
+        let exact = "x".repeat(48);
+        let cases: Vec<(Vec<&str>, Vec<Vec<&str>>)> = vec![
+            (vec!["id", "name"], vec![vec!["1", "a"], vec!["22", "bb"]]),
+            (vec!["only"], vec![vec![""], vec!["  "], vec!["x \n"]]),
+            (
+                vec!["a\nb", "Trần Thị Bình"],
+                vec![vec![&long, "line1\r\nline2"], vec![&exact, "tail  "]],
+            ),
+            (
+                vec!["x", "y", "z"],
+                vec![vec!["1"], vec!["1", "2", "3", "4"]],
+            ),
+            (vec![], vec![vec!["ignored"]]),
+        ];
+        for (headers, rows) in cases {
+            let headers: Vec<String> = headers.into_iter().map(String::from).collect();
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|r| r.into_iter().map(String::from).collect())
+                .collect();
+            assert_eq!(
+                text_table(&headers, &rows),
+                reference_table(&headers, &rows)
+            );
+        }
+    }
+
+    #[test]
+    fn value_cells_render_like_their_text() {
+        let values = vec![
+            Value::Null,
+            Value::Bool(true),
+            serde_json::json!(-42),
+            serde_json::json!(1.5),
+            serde_json::json!(1e300),
+            serde_json::json!("text"),
+            serde_json::json!({"k": [1, 2]}),
+        ];
+        let texts: Vec<String> = values
+            .iter()
+            .map(|v| match v {
+                Value::Null => "NULL".to_string(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        assert_eq!(
+            text_table(
+                &["v"],
+                &values.into_iter().map(|v| vec![v]).collect::<Vec<_>>()
+            ),
+            text_table(
+                &["v"],
+                &texts.into_iter().map(|t| vec![t]).collect::<Vec<_>>()
+            )
+        );
     }
 }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use rmcp::{
     ServerHandler,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
-    model::CallToolResult,
+    model::{CallToolResult, ContentBlock},
     tool, tool_handler, tool_router,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use switchboard_core::{failure, output_schema, success};
+use switchboard_core::{ToolOutput, failure, output_schema, success};
 
 use crate::{
     config::SqlConfig,
@@ -117,6 +117,31 @@ fn respond<T: switchboard_core::ToolOutput>(result: Result<T, SqlError>) -> Call
     }
 }
 
+/// [`respond`] for `query`: the rows are moved into the structured content rather than
+/// copied (`success` serialises a copy of the whole output).
+fn respond_query(result: Result<QueryOutput, SqlError>) -> CallToolResult {
+    let mut output = match result {
+        Ok(output) => output,
+        Err(err) => return respond::<QueryOutput>(Err(err)),
+    };
+    let text = output.render_text();
+    let rows = std::mem::take(&mut output.rows);
+    match serde_json::to_value(&output) {
+        Ok(mut value) => {
+            if let Some(slot) = value.get_mut("rows") {
+                *slot = Value::Array(rows.into_iter().map(Value::Array).collect());
+            }
+            let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+            result.structured_content = Some(value);
+            result
+        }
+        Err(err) => failure(
+            "internal",
+            format!("could not serialise the tool output: {err}"),
+        ),
+    }
+}
+
 #[tool_router(router = tool_router)]
 impl SqlServer {
     /// Connects to the configured database (or creates the seeded demo database) and builds
@@ -197,7 +222,7 @@ impl SqlServer {
             }
             None => p.offset.unwrap_or(0),
         };
-        respond(self.db.query(&p.sql, &p.params, offset, p.max_rows).await)
+        respond_query(self.db.query(&p.sql, &p.params, offset, p.max_rows).await)
     }
 
     #[tool(

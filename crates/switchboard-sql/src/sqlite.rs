@@ -4,11 +4,17 @@
 //! writes to the main file. The authorizer closes what those leave open: `ATTACH` (which
 //! could create or write another file), PRAGMAs that change settings (`writable_schema`,
 //! `journal_mode`, …) and `load_extension()` (native code). It is installed on every pooled
-//! connection right after sqlx has applied its own connection PRAGMAs.
+//! connection right after sqlx has applied its own connection PRAGMAs, together with the
+//! progress handler that enforces the statement timeout.
 
 use std::{
     ffi::{CStr, c_char, c_int, c_void},
     path::Path,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use libsqlite3_sys as ffi;
@@ -80,38 +86,140 @@ extern "C" fn authorize(
     }
 }
 
-/// Installs the authorizer on `conn`. Called from the pool's `after_connect`.
-pub(crate) async fn install_authorizer(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+/// The name under which each connection's [`Deadline`] is attached to its `sqlite3` handle
+/// (`sqlite3_set_clientdata`).
+const DEADLINE_KEY: &CStr = c"switchboard.deadline";
+
+/// How many virtual-machine instructions run between two deadline checks.
+const PROGRESS_OPS: c_int = 10_000;
+
+/// Nanoseconds since a fixed instant of this process (never 0 once armed).
+fn now_nanos() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A connection's statement deadline, shared between the progress handler (installed once
+/// per connection) and the queries run on the connection: nanoseconds on [`now_nanos`]'s
+/// clock, 0 = none.
+#[derive(Clone)]
+pub(crate) struct Deadline(Arc<AtomicU64>);
+
+impl Deadline {
+    /// Clears the deadline. Only call once the statement is known to have finished: while
+    /// one may still be running on the worker, the deadline must stay armed.
+    pub(crate) fn clear(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
+/// The progress handler: interrupts the running statement once its deadline has passed.
+fn within_deadline(deadline: &AtomicU64) -> bool {
+    let at = deadline.load(Ordering::Acquire);
+    at == 0 || now_nanos() < at
+}
+
+/// Drops the [`Deadline`] reference held by the connection's client data (SQLite calls this
+/// when the connection closes).
+unsafe extern "C" fn drop_deadline(ptr: *mut c_void) {
+    if !ptr.is_null() {
+        // SAFETY: `ptr` came from `Arc::into_raw` in `prepare_connection`, and SQLite calls
+        // the destructor once.
+        drop(unsafe { Arc::from_raw(ptr.cast::<AtomicU64>().cast_const()) });
+    }
+}
+
+/// Prepares a new pooled connection (called from the pool's `after_connect`, once per
+/// connection): installs the authorizer that backs read-only mode, and the progress handler
+/// that enforces the statement timeout through the connection's [`Deadline`], which is
+/// attached to the handle so that [`arm`] finds it without another round trip.
+pub(crate) async fn prepare_connection(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     let mut handle = conn.lock_handle().await?;
     let db = handle.as_raw_handle().as_ptr();
     // SAFETY: `db` is the live handle of this connection, held locked for the call; the
     // callback is a plain function that touches no Rust state and never unwinds.
     let rc = unsafe { ffi::sqlite3_set_authorizer(db, Some(authorize), std::ptr::null_mut()) };
-    if rc == ffi::SQLITE_OK {
-        Ok(())
-    } else {
-        Err(sqlx::Error::Protocol(format!(
+    if rc != ffi::SQLITE_OK {
+        return Err(sqlx::Error::Protocol(format!(
             "could not install the SQLite authorizer (code {rc})"
-        )))
+        )));
     }
+    let deadline = Arc::new(AtomicU64::new(0));
+    let raw = Arc::into_raw(Arc::clone(&deadline));
+    // SAFETY: as above; SQLite owns the reference passed here and releases it through
+    // `drop_deadline` when the connection closes (or immediately if the call fails).
+    let rc = unsafe {
+        ffi::sqlite3_set_clientdata(
+            db,
+            DEADLINE_KEY.as_ptr(),
+            raw.cast_mut().cast(),
+            Some(drop_deadline),
+        )
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(sqlx::Error::Protocol(format!(
+            "could not attach the statement deadline (code {rc})"
+        )));
+    }
+    handle.set_progress_handler(PROGRESS_OPS, move || within_deadline(&deadline));
+    Ok(())
 }
 
-/// The declared type of each result column of `sql` (`DECIMAL(10,2)`, `TIMESTAMP`, …), or
-/// `None` for expressions. sqlx maps declared types to a handful of its own and drops the
-/// rest, yet SQLite's faithful conversion depends on them. Empty when `sql` does not prepare
-/// (the real run then reports the engine's error).
-pub(crate) async fn declared_types(conn: &mut SqliteConnection, sql: &str) -> Vec<Option<String>> {
-    let Ok(mut handle) = conn.lock_handle().await else {
-        return Vec::new();
-    };
+/// Arms the connection's statement deadline (`timeout` from now) and, when `sql` is given,
+/// reads the declared types of its result columns, in one hand-off to the worker thread.
+///
+/// The declared type of each column (`DECIMAL(10,2)`, `TIMESTAMP`, …) is `None` for
+/// expressions. sqlx maps declared types to a handful of its own and drops the rest, yet
+/// SQLite's faithful conversion depends on them. Empty when `sql` does not prepare (the real
+/// run then reports the engine's error).
+pub(crate) async fn arm(
+    conn: &mut SqliteConnection,
+    timeout: Duration,
+    sql: Option<&str>,
+) -> Result<(Deadline, Vec<Option<String>>), sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
     let db = handle.as_raw_handle().as_ptr();
+    // SAFETY: `db` is this connection's live handle, locked for the duration. The client
+    // data was set by `prepare_connection` from `Arc::into_raw` and stays valid until the
+    // connection closes, which cannot happen while we hold it; the count is incremented
+    // before `from_raw` so that the connection keeps its own reference.
+    let deadline = unsafe {
+        let ptr = ffi::sqlite3_get_clientdata(db, DEADLINE_KEY.as_ptr())
+            .cast::<AtomicU64>()
+            .cast_const();
+        if ptr.is_null() {
+            return Err(sqlx::Error::Protocol(
+                "the SQLite connection has no statement deadline".into(),
+            ));
+        }
+        Arc::increment_strong_count(ptr);
+        Deadline(Arc::from_raw(ptr))
+    };
+    let at = now_nanos()
+        .saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX))
+        .max(1);
+    deadline.0.store(at, Ordering::Release);
+    let types = match sql {
+        // SAFETY: `db` is locked for the duration (see above).
+        Some(sql) => unsafe { declared_types(db, sql) },
+        None => Vec::new(),
+    };
+    Ok((deadline, types))
+}
+
+/// See [`arm`].
+///
+/// # Safety
+/// `db` must be a live connection handle that no other thread uses during the call.
+unsafe fn declared_types(db: *mut ffi::sqlite3, sql: &str) -> Vec<Option<String>> {
     let Ok(len) = c_int::try_from(sql.len()) else {
         return Vec::new();
     };
     let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
-    // SAFETY: `db` is this connection's live handle, locked for the duration; `sql` outlives
-    // the call and its byte length is passed, so no NUL terminator is needed. The statement
-    // is only inspected (never stepped) and finalized before returning.
+    // SAFETY: per the contract, `db` is live and ours; `sql` outlives the call and its byte
+    // length is passed, so no NUL terminator is needed. The statement is only inspected
+    // (never stepped) and finalized before returning.
     unsafe {
         let rc = ffi::sqlite3_prepare_v2(
             db,

@@ -166,53 +166,102 @@ fn mysql_binary_collation(type_info: &sqlx::mysql::MySqlTypeInfo) -> bool {
     !debug.contains("collation: Collation(") || debug.contains("collation: Collation(63)")
 }
 
-/// The SQLite value of column `i` as JSON. SQLite is dynamically typed, so the value's own
-/// storage class decides, refined by the column's declared type (BOOLEAN, DECIMAL, dates).
+/// How a SQLite column's declared type shapes its values (SQLite's type affinity rules: the
+/// declared type's words decide).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum SqliteClass {
+    /// `DECIMAL(10,2)`, `NUMERIC`, …: numbers are written as exact strings.
+    Numeric,
+    /// `BOOLEAN`, `BOOL`: integers are booleans.
+    Boolean,
+    /// `TIMESTAMP`, `DATETIME`: text in SQLite's format becomes ISO 8601.
+    DateTime,
+    Other,
+}
+
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+impl SqliteClass {
+    /// The class of a declared type (or of sqlx's type name for a column without one).
+    pub(crate) fn of(declared: &str) -> Self {
+        if contains_ignore_case(declared, "DEC") || contains_ignore_case(declared, "NUMERIC") {
+            Self::Numeric
+        } else if declared
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("BOOL"))
+        {
+            Self::Boolean
+        } else if contains_ignore_case(declared, "TIMESTAMP")
+            || contains_ignore_case(declared, "DATETIME")
+        {
+            Self::DateTime
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// The SQLite value of column `i` as JSON. `declared` is the column's declared type
+/// (`DECIMAL(10,2)`, `TIMESTAMP`, …), which sqlx does not keep.
 pub(crate) fn sqlite_value(
     row: &SqliteRow,
     i: usize,
     declared: Option<&str>,
 ) -> Result<Value, sqlx::Error> {
-    let raw = row.try_get_raw(i)?;
-    if raw.is_null() {
-        return Ok(Value::Null);
+    sqlite_value_in(row, i, declared.map(SqliteClass::of))
+}
+
+/// [`sqlite_value`] with the declared type already classified (once per column).
+pub(crate) fn sqlite_value_in(
+    row: &SqliteRow,
+    i: usize,
+    class: Option<SqliteClass>,
+) -> Result<Value, sqlx::Error> {
+    enum Storage {
+        Integer,
+        Real,
+        Blob,
+        Text,
     }
-    let storage = raw.type_info().name().to_string();
-    drop(raw);
-    // SQLite's type affinity rules: the declared type's words decide.
-    let declared = declared
-        .map(str::to_ascii_uppercase)
-        .unwrap_or_else(|| row.column(i).type_info().name().to_ascii_uppercase());
-    let declared = if declared.contains("DEC") || declared.contains("NUMERIC") {
-        "NUMERIC"
-    } else if declared.starts_with("BOOL") {
-        "BOOLEAN"
-    } else if declared.contains("TIMESTAMP") || declared.contains("DATETIME") {
-        "DATETIME"
-    } else {
-        declared.as_str()
+    let storage = {
+        let raw = row.try_get_raw(i)?;
+        if raw.is_null() {
+            return Ok(Value::Null);
+        }
+        match raw.type_info().name() {
+            "INTEGER" | "INT8" | "BOOLEAN" | "INT" => Storage::Integer,
+            "REAL" => Storage::Real,
+            "BLOB" => Storage::Blob,
+            _ => Storage::Text,
+        }
     };
-    Ok(match storage.as_str() {
-        "INTEGER" | "INT8" | "BOOLEAN" | "INT" => {
+    let class = class.unwrap_or_else(|| SqliteClass::of(row.column(i).type_info().name()));
+    Ok(match storage {
+        Storage::Integer => {
             let n = row.try_get_unchecked::<i64, _>(i)?;
-            match declared {
-                "BOOLEAN" => Value::Bool(n != 0),
-                "NUMERIC" | "DECIMAL" => Value::String(n.to_string()),
+            match class {
+                SqliteClass::Boolean => Value::Bool(n != 0),
+                SqliteClass::Numeric => Value::String(n.to_string()),
                 _ => Value::from(n),
             }
         }
-        "REAL" => {
+        Storage::Real => {
             let f = row.try_get_unchecked::<f64, _>(i)?;
-            match declared {
-                "NUMERIC" | "DECIMAL" => Value::String(f.to_string()),
+            match class {
+                SqliteClass::Numeric => Value::String(f.to_string()),
                 _ => float(f),
             }
         }
-        "BLOB" => b64(&row.try_get_unchecked::<Vec<u8>, _>(i)?),
-        _ => {
+        Storage::Blob => b64(&row.try_get_unchecked::<Vec<u8>, _>(i)?),
+        Storage::Text => {
             let s = row.try_get_unchecked::<String, _>(i)?;
-            match declared {
-                "DATETIME" | "TIMESTAMP" => {
+            match class {
+                SqliteClass::DateTime => {
                     match NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f") {
                         Ok(dt) => iso_datetime(dt),
                         Err(_) => Value::String(s),

@@ -243,9 +243,26 @@ where
     S: ServerHandler + Send + 'static,
     F: Fn() -> Result<S, std::io::Error> + Send + Sync + 'static,
 {
+    serve_http_wrapped(factory, addr, routes, limits, extra, |router| router).await
+}
+
+/// [`serve_http_with`], with `wrap` applied to the whole router (every route, `extra`
+/// included): the gateway's authentication middleware goes here.
+pub async fn serve_http_wrapped<S, F>(
+    factory: F,
+    addr: SocketAddr,
+    routes: HttpRoutes,
+    limits: &HttpLimits,
+    extra: axum::Router,
+    wrap: impl FnOnce(axum::Router) -> axum::Router,
+) -> Result<HttpServer, TransportError>
+where
+    S: ServerHandler + Send + 'static,
+    F: Fn() -> Result<S, std::io::Error> + Send + Sync + 'static,
+{
     let cancel = CancellationToken::new();
     let (router, stats) = router(factory, routes, limits, cancel.clone());
-    let router = router.merge(extra);
+    let router = wrap(router.merge(extra));
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| TransportError::Bind { addr, source })?;

@@ -21,6 +21,7 @@ pub mod upstream;
 
 pub use http::{
     HttpLimits, HttpRoutes, HttpServer, HttpStats, MCP_PATH, router, serve_http, serve_http_with,
+    serve_http_wrapped,
 };
 pub use legacy_sse::{LegacySseStats, MESSAGES_PATH, SSE_PATH};
 pub use session::{BoundedEventStore, CappedSessionManager, SessionManagerError};

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use common::{BIN, call, spawn_listening};
 use rmcp::model::{CallToolRequestParams, CallToolResult};
@@ -50,16 +50,6 @@ fn last_pid(path: &Path) -> i32 {
         .last()
         .and_then(|l| l.trim().parse().ok())
         .expect("a pid")
-}
-
-/// True once `pid` has exited (a zombie or gone): its open files are closed by then.
-fn exited(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
 }
 
 async fn status_cli(base: &str, json: bool) -> String {
@@ -137,34 +127,22 @@ async fn a_read_interrupted_by_a_crash_is_retried_and_status_reports_it() {
             .expect("join")
             .expect("open the FIFO for writing")
     };
+    // The upstream now holds the FIFO open and waits in read(). Put a regular file in its
+    // place before the kill: whenever the retry opens the path, it reads this file, so the
+    // outcome does not depend on how fast the gateway restarts the upstream.
+    let replacement = tmp.path().join("a/pipe.next");
+    std::fs::write(&replacement, "read on the retry").expect("replacement");
+    std::fs::rename(&replacement, &fifo).expect("replace the FIFO");
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(first_pid).expect("pid"),
         rustix::process::Signal::KILL,
     )
     .expect("kill");
-    // Wait until the killed upstream's files are closed, so the next writer meets the
-    // retry's reader, not the dead one's.
-    tokio::task::spawn_blocking(move || {
-        while !exited(first_pid) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    })
-    .await
-    .expect("join");
-    drop(first_writer);
-    let second_writer = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut writer = std::fs::File::create(fifo)?;
-        writer.write_all(b"read on the retry")
-    });
     let result = read
         .await
         .expect("join")
         .expect("a tool result, not a protocol error");
-    second_writer
-        .await
-        .expect("join")
-        .expect("write to the FIFO");
+    drop(first_writer);
     assert_eq!(result.is_error, Some(false), "{result:?}");
     assert!(
         first_text(&result).contains("read on the retry"),

@@ -493,6 +493,7 @@ mod tests {
             request_state: None,
             hints: ToolHints::default(),
             identity: identity.map(String::from),
+            principal: None,
         }
     }
 

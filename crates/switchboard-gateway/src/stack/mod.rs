@@ -1,6 +1,7 @@
 //! The `tools/call` path as a tower stack. Each cross-cutting concern is one `Layer` in its
 //! own file; `build` composes them, outermost first, so the stack reads top to bottom:
 //!
+//! 0. [`authorize`]: refuse tools the caller may not use (off unless `[security]` says so).
 //! 1. [`cache`]: answer opted-in tools from the result cache; coalesce identical calls.
 //! 2. [`retry`]: retry failed calls to idempotent tools, within a per-upstream budget.
 //! 3. [`circuit`]: refuse fast while an upstream's circuit is open; count failures.
@@ -10,6 +11,7 @@
 //! The request carries its upstream's run-time state, so one stack serves every upstream and
 //! per-upstream settings come from the request, not from one stack per upstream.
 
+pub mod authorize;
 pub mod cache;
 pub mod circuit;
 pub mod forward;
@@ -41,8 +43,12 @@ pub struct ToolCall {
     pub request_state: Option<String>,
     /// What the upstream's listing says about the tool (from the catalog's `Route`).
     pub hints: ToolHints,
-    /// Who is calling, for the cache's identity scope; `None` until authentication exists.
+    /// Who is calling, for the cache's identity scope: the authenticated subject; `None` for
+    /// anonymous callers and the gateway itself.
     pub identity: Option<String>,
+    /// The caller's full identity, for authorization and rate limits; `None` only for calls
+    /// the gateway makes on its own behalf.
+    pub principal: Option<Arc<crate::auth::Identity>>,
 }
 
 /// What the stack needs to know about a tool from its listing.
@@ -71,7 +77,23 @@ impl ToolHints {
 pub type CallService = BoxCloneSyncService<ToolCall, CallToolResponse, GatewayError>;
 
 pub fn build(retries: Arc<retry::Retries>, caches: Arc<cache::ResultCaches>) -> CallService {
+    build_secured(retries, caches, &Security::default())
+}
+
+/// The security layers' compiled state; `Default` is every layer off.
+#[derive(Default, Clone)]
+pub struct Security {
+    pub policies: Option<Arc<crate::auth::policy::Policies>>,
+}
+
+/// [`build`] with the security layers in front.
+pub fn build_secured(
+    retries: Arc<retry::Retries>,
+    caches: Arc<cache::ResultCaches>,
+    security: &Security,
+) -> CallService {
     let stack = ServiceBuilder::new()
+        .layer(authorize::AuthorizeLayer::new(security.policies.clone()))
         .layer(cache::CacheLayer::new(caches))
         .layer(retry::RetryLayer::new(retries))
         .layer(circuit::CircuitLayer)

@@ -1,10 +1,14 @@
 //! The command-line surface. Each subcommand is one module; `run` dispatches.
 
+mod agent;
 mod bench;
 mod call;
+mod config;
+mod key;
 mod serve;
 mod server;
 mod status;
+mod token;
 mod tools;
 mod version;
 
@@ -64,10 +68,22 @@ pub enum Command {
     Tools(tools::ToolsArgs),
     /// Call one tool of an MCP server: `call [URL] TOOL [JSON-ARGS] [-- COMMAND...]`.
     Call(call::CallArgs),
+    /// Convert (`import`) and validate (`check`) gateway configurations.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Print the version and the MCP protocol versions spoken.
     Version(version::VersionArgs),
     /// Show a running gateway's upstreams: health, circuit, restarts, tools, cache.
     Status(status::StatusArgs),
+    /// Run an agent: an LLM (OpenAI-compatible endpoint) with MCP tools in a loop.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Issue a signed HS256 bearer token for the gateway (`token issue --subject X --ttl 1h`).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Create, list and revoke the gateway's API keys (stored as hashes only).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -77,8 +93,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Tools(args) => tools::run(args).await,
         Command::Call(args) => call::run(args).await,
+        Command::Config(command) => config::run(command),
         Command::Version(args) => version::run(args),
         Command::Status(args) => status::run(args).await,
+        Command::Agent(command) => agent::run(command).await,
+        Command::Token(command) => token::run(command),
+        Command::Key(command) => key::run(command),
     }
 }
 

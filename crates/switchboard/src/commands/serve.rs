@@ -60,6 +60,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             format!("built-in servers, data in {}", args.data_dir.display()),
         )
     };
+    // `[security.auth]`: HTTP clients must authenticate (keys and secrets load once, here).
+    let authenticator = match &config.security.auth {
+        Some(auth) => Some(Arc::new(
+            switchboard_gateway::auth::Authenticator::new(auth.clone(), &args.data_dir)
+                .context("[security.auth]")?,
+        )),
+        None => None,
+    };
     let gateway = Arc::new(Gateway::new(config)?);
     let unreachable = gateway.start().await?;
     for (name, err) in &unreachable {
@@ -82,14 +90,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 allowed_origins: limits.allowed_origins,
             },
         );
-        let http =
-            super::server::serve_http_announced_with(server, &args.http, HttpRoutes::All, status)
-                .await?;
+        let wrap_auth = authenticator.clone();
+        let http = switchboard_transport::serve_http_wrapped(
+            move || Ok(server.clone()),
+            args.http.listen,
+            HttpRoutes::All,
+            &args.http.http_limits(),
+            status,
+            move |router| match wrap_auth {
+                Some(auth) => switchboard_gateway::auth::http::protect(router, auth),
+                None => router,
+            },
+        )
+        .await?;
+        eprintln!("listening on http://{}/mcp", http.local_addr);
+        eprintln!("listening on http://{}/sse", http.local_addr);
         print_banner(
             &gateway,
             &source,
             http.local_addr,
             !args.http.allowed_origins.is_empty(),
+            authenticator.as_deref(),
         );
         let stop = http.cancellation_token();
         tokio::spawn(async move {
@@ -103,7 +124,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     outcome
 }
 
-fn print_banner(gateway: &Gateway, source: &str, addr: std::net::SocketAddr, origins: bool) {
+fn print_banner(
+    gateway: &Gateway,
+    source: &str,
+    addr: std::net::SocketAddr,
+    origins: bool,
+    auth: Option<&switchboard_gateway::auth::Authenticator>,
+) {
     let catalog = gateway.cached_catalog();
     let tools = catalog.as_ref().map(|c| c.tools.len()).unwrap_or(0);
     eprintln!("Switchboard gateway ({source})");
@@ -120,14 +147,24 @@ fn print_banner(gateway: &Gateway, source: &str, addr: std::net::SocketAddr, ori
             .unwrap_or_else(|| "?".into());
         eprintln!("    {:<12} {count:>3} tools", status.name);
     }
-    eprintln!(
-        "  Access: anonymous, loopback only{}. Stop with Ctrl-C.",
-        if origins {
-            "; browser origins as allowed"
-        } else {
-            ""
+    let origins = if origins {
+        "; browser origins as allowed"
+    } else {
+        ""
+    };
+    match auth {
+        Some(auth) => eprintln!(
+            "  Access: authenticated ({}){origins}. Stop with Ctrl-C.",
+            auth.describe()
+        ),
+        None if addr.ip().is_loopback() => {
+            eprintln!("  Access: anonymous, loopback only{origins}. Stop with Ctrl-C.")
         }
-    );
+        None => eprintln!(
+            "  Access: anonymous, NO AUTHENTICATION on a non-loopback address{origins}; \
+             configure [security.auth]. Stop with Ctrl-C."
+        ),
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -1,0 +1,474 @@
+//! The security layers end to end over a real HTTP listener on 127.0.0.1: authentication (the
+//! JWT attacks from issue 7, each a 401 with `WWW-Authenticate`), the RFC 9728 metadata
+//! document, API keys, and per-identity authorization (hidden tools, refused calls) through a
+//! real rmcp Streamable HTTP client.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rmcp::{
+    ServiceExt,
+    model::{CallToolRequestParams, ClientConfig},
+    service::{RoleClient, RunningService},
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
+};
+use serde_json::{Value, json};
+use switchboard_gateway::{
+    Gateway, GatewayConfig, GatewayServer,
+    auth::{Authenticator, http::protect, keys},
+};
+use switchboard_transport::{HttpLimits, HttpRoutes, HttpServer};
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+struct Running {
+    base: String,
+    http: HttpServer,
+    gateway: Arc<Gateway>,
+    keys: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.http.shutdown().await;
+        self.gateway.shutdown().await;
+    }
+}
+
+async fn start(extra: &str) -> Running {
+    start_with("", extra).await
+}
+
+/// `auth` goes inside `[security.auth]`, `extra` after the keys.
+async fn start_with(auth: &str, extra: &str) -> Running {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.json");
+    let text = format!(
+        r#"
+[[upstream]]
+name = "a"
+builtin = {{ server = "echo" }}
+[[upstream]]
+name = "b"
+builtin = {{ server = "echo" }}
+
+[security.auth]
+leeway_secs = 5
+{auth}
+api_keys = "{keys}"
+[[security.auth.jwt]]
+kid = "hs"
+algorithm = "HS256"
+secret = "{SECRET}"
+[[security.auth.jwt]]
+kid = "rs"
+algorithm = "RS256"
+public_key = "{rs}"
+[[security.auth.jwt]]
+kid = "es"
+algorithm = "ES256"
+public_key = "{es}"
+{extra}
+"#,
+        keys = keys.display(),
+        rs = fixture("rsa_public.pem"),
+        es = fixture("ec_public.pem"),
+    );
+    let config = GatewayConfig::parse(&text).expect("config");
+    let auth = Arc::new(
+        Authenticator::new(config.security.auth.clone().expect("auth"), dir.path())
+            .expect("authenticator"),
+    );
+    let gateway = Arc::new(Gateway::new(config).expect("gateway"));
+    gateway.start().await.expect("start");
+    let server = GatewayServer::new(gateway.clone());
+    let http = switchboard_transport::serve_http_wrapped(
+        move || Ok(server.clone()),
+        "127.0.0.1:0".parse().expect("addr"),
+        HttpRoutes::All,
+        &HttpLimits::default(),
+        axum::Router::new(),
+        move |router| protect(router, auth),
+    )
+    .await
+    .expect("serve");
+    Running {
+        base: format!("http://{}", http.local_addr),
+        http,
+        gateway,
+        keys,
+        _dir: dir,
+    }
+}
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+fn claims(sub: &str) -> Value {
+    json!({"sub": sub, "iss": "switchboard", "aud": "switchboard", "exp": now() + 600, "iat": now()})
+}
+
+fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, claims: &Value) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(String::from);
+    jsonwebtoken::encode(&header, claims, key).expect("sign")
+}
+
+fn hs(claims: &Value) -> String {
+    sign(
+        Algorithm::HS256,
+        Some("hs"),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        claims,
+    )
+}
+
+fn b64(value: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+/// POSTs an `initialize` to `/mcp` with `authorization`; returns the response.
+async fn initialize(base: &str, authorization: Option<String>) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"}}})
+            .to_string(),
+        );
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    request.send().await.expect("send")
+}
+
+async fn status_of(base: &str, token: &str) -> u16 {
+    initialize(base, Some(format!("Bearer {token}")))
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn jwt_attacks_are_rejected_with_401() {
+    let gw = start("").await;
+    let base = gw.base.clone();
+
+    // Valid tokens for each configured key pass.
+    assert_eq!(status_of(&base, &hs(&claims("alice"))).await, 200, "HS256");
+    let rs_key = EncodingKey::from_rsa_pem(&read("rsa_private.pem")).expect("rsa");
+    let es_key = EncodingKey::from_ec_pem(&read("ec_private.pem")).expect("ec");
+    assert_eq!(
+        status_of(
+            &base,
+            &sign(Algorithm::RS256, Some("rs"), &rs_key, &claims("a"))
+        )
+        .await,
+        200,
+        "RS256"
+    );
+    assert_eq!(
+        status_of(
+            &base,
+            &sign(Algorithm::ES256, Some("es"), &es_key, &claims("a"))
+        )
+        .await,
+        200,
+        "ES256"
+    );
+
+    let mut attacks: Vec<(&str, String)> = Vec::new();
+    // alg: none, with and without a kid, with an empty and a bogus signature.
+    for header in [
+        json!({"alg": "none", "typ": "JWT"}),
+        json!({"alg": "none", "kid": "hs"}),
+    ] {
+        let unsigned = format!("{}.{}", b64(&header), b64(&claims("admin")));
+        attacks.push(("alg none", format!("{unsigned}.")));
+        attacks.push(("alg none + signature", format!("{unsigned}.c2ln")));
+    }
+    // HS256 signed with the RS256 public key as the HMAC secret (key confusion).
+    let public = EncodingKey::from_secret(&read("rsa_public.pem"));
+    attacks.push((
+        "HS256 with the RS256 public key (kid rs)",
+        sign(Algorithm::HS256, Some("rs"), &public, &claims("admin")),
+    ));
+    attacks.push((
+        "HS256 with the RS256 public key (no kid)",
+        sign(Algorithm::HS256, None, &public, &claims("admin")),
+    ));
+    let mut expired = claims("alice");
+    expired["exp"] = json!(now() - 3600);
+    attacks.push(("expired", hs(&expired)));
+    let mut early = claims("alice");
+    early["nbf"] = json!(now() + 3600);
+    attacks.push(("future nbf", hs(&early)));
+    let mut iss = claims("alice");
+    iss["iss"] = json!("https://evil.example");
+    attacks.push(("wrong iss", hs(&iss)));
+    let mut aud = claims("alice");
+    aud["aud"] = json!("another-service");
+    attacks.push(("wrong aud", hs(&aud)));
+    let mut no_exp = claims("alice");
+    no_exp.as_object_mut().map(|o| o.remove("exp"));
+    attacks.push(("no exp", hs(&no_exp)));
+    // Tampered payload: a valid token for alice with the payload swapped for admin's.
+    let valid = hs(&claims("alice"));
+    let parts: Vec<&str> = valid.split('.').collect();
+    let mut admin = claims("alice");
+    admin["sub"] = json!("admin");
+    admin["roles"] = json!(["admin"]);
+    attacks.push((
+        "tampered payload",
+        format!("{}.{}.{}", parts[0], b64(&admin), parts[2]),
+    ));
+    attacks.push((
+        "unknown kid",
+        sign(
+            Algorithm::HS256,
+            Some("nope"),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+            &claims("alice"),
+        ),
+    ));
+    let other = EncodingKey::from_rsa_pem(&read("other_rsa_private.pem")).expect("other");
+    attacks.push((
+        "signed by another key (kid rs)",
+        sign(Algorithm::RS256, Some("rs"), &other, &claims("alice")),
+    ));
+    attacks.push((
+        "signed by another key (no kid)",
+        sign(Algorithm::RS256, None, &other, &claims("alice")),
+    ));
+    attacks.push((
+        "another HS256 secret",
+        sign(
+            Algorithm::HS256,
+            Some("hs"),
+            &EncodingKey::from_secret(b"another-secret-another-secret-another"),
+            &claims("alice"),
+        ),
+    ));
+    attacks.push(("garbage", "not.a.token".into()));
+    attacks.push(("unknown API key", "sb_0000".into()));
+
+    for (name, token) in &attacks {
+        let response = initialize(&base, Some(format!("Bearer {token}"))).await;
+        assert_eq!(response.status().as_u16(), 401, "{name} must be rejected");
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            challenge.contains(&format!(
+                "resource_metadata=\"{base}/.well-known/oauth-protected-resource\""
+            )) && challenge.contains("error=\"invalid_token\""),
+            "{name}: {challenge}"
+        );
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn missing_credentials_get_the_discovery_challenge() {
+    let gw = start("").await;
+    let response = initialize(&gw.base, None).await;
+    assert_eq!(response.status().as_u16(), 401);
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        challenge.starts_with("Bearer resource_metadata="),
+        "{challenge}"
+    );
+    // The legacy SSE routes are behind the same check.
+    let sse = reqwest::get(format!("{}/sse", gw.base)).await.expect("sse");
+    assert_eq!(sse.status().as_u16(), 401);
+    let messages = reqwest::Client::new()
+        .post(format!("{}/messages?sessionId=x", gw.base))
+        .body("{}")
+        .send()
+        .await
+        .expect("messages");
+    assert_eq!(messages.status().as_u16(), 401);
+    // RFC 9728 metadata is public.
+    let metadata: Value = reqwest::get(format!("{}/.well-known/oauth-protected-resource", gw.base))
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(metadata["resource"], json!(format!("{}/mcp", gw.base)));
+    assert_eq!(metadata["bearer_methods_supported"], json!(["header"]));
+    gw.stop().await;
+}
+
+async fn client(base: &str, token: &str) -> RunningService<RoleClient, ClientConfig> {
+    ClientConfig::default()
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp")).auth_header(token),
+        ))
+        .await
+        .expect("connect")
+}
+
+async fn tool_names(client: &RunningService<RoleClient, ClientConfig>) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn call(
+    client: &RunningService<RoleClient, ClientConfig>,
+    tool: &str,
+) -> Result<String, String> {
+    let arguments = json!({"message": "hi"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    match client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments))
+        .await
+    {
+        Ok(result) if result.is_error != Some(true) => Ok(format!("{:?}", result.content)),
+        Ok(result) => Err(format!("tool error {:?}", result.content)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+const POLICIES: &str = r#"
+[security.authorization]
+default = "deny"
+[[security.authorization.policy]]
+roles = ["admin"]
+allow = ["*"]
+[[security.authorization.policy]]
+subjects = ["alice"]
+allow = ["a__*"]
+[[security.authorization.policy]]
+keys = ["ci"]
+allow = ["*"]
+deny = ["b__*"]
+"#;
+
+#[tokio::test]
+async fn tools_are_hidden_and_refused_per_identity() {
+    let gw = start(POLICIES).await;
+    let base = gw.base.clone();
+
+    // alice: only a__*.
+    let alice = client(&base, &hs(&claims("alice"))).await;
+    assert_eq!(tool_names(&alice).await, vec!["a__echo"]);
+    assert!(call(&alice, "a__echo").await.is_ok());
+    let refused = call(&alice, "b__echo")
+        .await
+        .expect_err("b__echo is denied");
+    assert!(refused.contains("not permitted"), "{refused}");
+    // A tool that does not exist is refused the same way (nothing leaks).
+    let missing = call(&alice, "c__nothing").await.expect_err("unknown");
+    assert!(missing.contains("not permitted"), "{missing}");
+    let _ = alice.cancel().await;
+
+    // An admin token narrowed by a tool scope sees only that scope.
+    let mut narrowed = claims("root");
+    narrowed["roles"] = json!(["admin"]);
+    narrowed["scope"] = json!("tool:b__*");
+    let root = client(&base, &hs(&narrowed)).await;
+    assert_eq!(tool_names(&root).await, vec!["b__echo"]);
+    assert!(call(&root, "a__echo").await.is_err());
+    let _ = root.cancel().await;
+
+    // The admin role without scopes sees everything.
+    let mut admin = claims("root");
+    admin["roles"] = json!(["admin"]);
+    let root = client(&base, &hs(&admin)).await;
+    assert_eq!(tool_names(&root).await, vec!["a__echo", "b__echo"]);
+    let _ = root.cancel().await;
+
+    // An API key: allowed `*`, denied `b__*`; deny wins.
+    let secret = keys::create(&gw.keys, "ci", &[]).expect("create key");
+    let ci = client(&base, &secret).await;
+    assert_eq!(tool_names(&ci).await, vec!["a__echo"]);
+    assert!(call(&ci, "b__echo").await.is_err());
+    let _ = ci.cancel().await;
+    // The same key in X-API-Key.
+    let response = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("x-api-key", &secret)
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 200);
+    // Revoked: refused on the next request, no restart.
+    assert!(keys::revoke(&gw.keys, "ci").expect("revoke"));
+    assert_eq!(status_of(&base, &secret).await, 401);
+
+    // A subject no policy names gets nothing (default deny).
+    let bob = client(&base, &hs(&claims("bob"))).await;
+    assert!(tool_names(&bob).await.is_empty());
+    let _ = bob.cancel().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn anonymous_only_when_configured() {
+    let gw = start("").await;
+    assert_eq!(initialize(&gw.base, None).await.status().as_u16(), 401);
+    gw.stop().await;
+
+    let anonymous_policy = r#"
+[security.authorization]
+[[security.authorization.policy]]
+anonymous = true
+allow = ["a__*"]
+"#;
+    let gw = start_with("allow_anonymous = true", anonymous_policy).await;
+    assert_eq!(initialize(&gw.base, None).await.status().as_u16(), 200);
+    let anonymous = ClientConfig::default()
+        .serve(StreamableHttpClientTransport::from_uri(format!(
+            "{}/mcp",
+            gw.base
+        )))
+        .await
+        .expect("connect");
+    assert_eq!(tool_names(&anonymous).await, vec!["a__echo"]);
+    // Bad credentials are still refused, not downgraded to anonymous.
+    assert_eq!(status_of(&gw.base, "not.a.token").await, 401);
+    let _ = anonymous.cancel().await;
+    gw.stop().await;
+}
