@@ -16,16 +16,17 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-# start NAME ARGS...: runs switchboard with ARGS, waits for its "listening on …/mcp" line.
+# start NAME ARGS...: runs switchboard with ARGS in the background and sets $url once its
+# "listening on …/mcp" line appears (runs in this shell, so cleanup knows every pid).
 start() {
   local name=$1; shift
   "$sb" --log warn "$@" --listen 127.0.0.1:0 2>"$work/$name.err" &
   pids+=($!)
   echo $! >"$work/$name.pid"
-  for _ in $(seq 1 200); do
-    if url=$(grep -o 'http://[0-9.:]*/mcp' "$work/$name.err" 2>/dev/null | head -n1) && [ -n "$url" ]; then
-      echo "$url"; return 0
-    fi
+  url=
+  for _ in $(seq 1 400); do
+    url=$(grep -o 'http://[0-9.:]*/mcp' "$work/$name.err" 2>/dev/null | head -n1 || true)
+    [ -n "$url" ] && return 0
     sleep 0.05
   done
   echo "$name did not start" >&2; cat "$work/$name.err" >&2; exit 1
@@ -44,9 +45,9 @@ connect = { transport = "stdio", command = "$sb", args = ["--log", "warn", "serv
 prefix = "never"
 TOML
 
-direct=$(start direct server echo --transport http)
-inproc=$(start inproc serve --config "$work/inproc.toml")
-stdio=$(start stdio serve --config "$work/stdio.toml")
+start direct server echo --transport http; direct=$url
+start inproc serve --config "$work/inproc.toml"; inproc=$url
+start stdio serve --config "$work/stdio.toml"; stdio=$url
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$(cat "$work/$1.pid")/status"; }
 idle_inproc_rss=$(rss_kb inproc)
