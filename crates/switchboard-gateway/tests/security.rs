@@ -472,3 +472,46 @@ allow = ["a__*"]
     let _ = anonymous.cancel().await;
     gw.stop().await;
 }
+
+/// The identity reaches the gateway over the legacy HTTP+SSE transport too: the POSTs to
+/// `/messages` carry their authenticated request parts to the handler.
+#[tokio::test]
+async fn legacy_sse_callers_are_authorized_per_identity() {
+    let gw = start(POLICIES).await;
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert(
+        "Authorization".to_string(),
+        format!("Bearer {}", hs(&claims("alice"))),
+    );
+    let upstream = switchboard_transport::Upstream::Sse {
+        url: format!("{}/sse", gw.base),
+        headers,
+    };
+    let alice = switchboard_transport::connect(
+        &upstream,
+        ClientConfig::default(),
+        &switchboard_transport::ConnectOptions::default(),
+    )
+    .await
+    .expect("connect over legacy SSE");
+    assert_eq!(tool_names(&alice).await, vec!["a__echo"]);
+    assert!(call(&alice, "a__echo").await.is_ok());
+    let refused = call(&alice, "b__echo")
+        .await
+        .expect_err("b__echo is denied");
+    assert!(refused.contains("not permitted"), "{refused}");
+    let _ = alice.cancel().await;
+
+    // Without credentials the SSE stream itself is refused.
+    let anonymous = switchboard_transport::connect(
+        &switchboard_transport::Upstream::Sse {
+            url: format!("{}/sse", gw.base),
+            headers: Default::default(),
+        },
+        ClientConfig::default(),
+        &switchboard_transport::ConnectOptions::default(),
+    )
+    .await;
+    assert!(anonymous.is_err());
+    gw.stop().await;
+}

@@ -31,7 +31,7 @@ use axum::{
 };
 use rmcp::{
     ServerHandler, ServiceExt,
-    model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
+    model::{ClientJsonRpcMessage, GetExtensions, ServerJsonRpcMessage},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -301,6 +301,7 @@ struct BodyState {
 async fn post_message<S>(
     State(app): State<App<S>>,
     Query(query): Query<HashMap<String, String>>,
+    parts: axum::http::request::Parts,
     body: Bytes,
 ) -> Response
 where
@@ -318,7 +319,7 @@ where
     let Some(sender) = sender else {
         return plain(StatusCode::NOT_FOUND, "Not Found: unknown session");
     };
-    let message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
+    let mut message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
         Ok(message) => message,
         Err(err) => {
             tracing::debug!(%err, "rejected a malformed legacy SSE message");
@@ -328,6 +329,17 @@ where
             );
         }
     };
+    // As rmcp does for Streamable HTTP: the handler sees this POST's HTTP request parts
+    // (headers, and what middleware such as authentication attached to them).
+    match &mut message {
+        ClientJsonRpcMessage::Request(request) => {
+            request.request.extensions_mut().insert(parts);
+        }
+        ClientJsonRpcMessage::Notification(notification) => {
+            notification.notification.extensions_mut().insert(parts);
+        }
+        _ => {}
+    }
     match sender.try_send(message) {
         Ok(()) => plain(StatusCode::ACCEPTED, "Accepted"),
         Err(mpsc::error::TrySendError::Full(_)) => plain(
