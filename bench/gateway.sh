@@ -4,6 +4,11 @@
 # `tools/call` requests over HTTP. Reports calls/s at c=16, p50 at c=1, the added p50 latency,
 # the throughput ratio, and the gateway's idle RSS. One run, one machine.
 #
+# The gateway cases run with the audit log off (peers have none), except `secure`: the
+# in-process echo with every security layer on (API-key authentication, authorization,
+# input validation, a local rate limit far above the load, and the durable SQLite audit log),
+# whose ratio to `inproc` is the security layers' overhead.
+#
 # Usage: bench/gateway.sh [seconds per case, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,29 +38,55 @@ start() {
 }
 
 cat >"$work/inproc.toml" <<TOML
+[audit]
+enabled = false
 [[upstream]]
 name = "echo"
 builtin = { server = "echo" }
 prefix = "never"
 TOML
 cat >"$work/stdio.toml" <<TOML
+[audit]
+enabled = false
 [[upstream]]
 name = "echo"
 connect = { transport = "stdio", command = "$sb", args = ["--log", "warn", "server", "echo"] }
 prefix = "never"
 TOML
+cat >"$work/secure.toml" <<TOML
+[[upstream]]
+name = "echo"
+builtin = { server = "echo" }
+prefix = "never"
+[security.auth]
+api_keys_enabled = true
+[security.authorization]
+default = "deny"
+[[security.authorization.policy]]
+keys = ["bench"]
+allow = ["echo"]
+[security.validation]
+[[security.rate_limit]]
+name = "bench"
+per = "identity"
+limit = 100000000
+window_secs = 1
+TOML
+mkdir -p "$work/secure-data"
+key=$("$sb" key create bench --data-dir "$work/secure-data" | grep -o 'sb_[A-Za-z0-9_-]*' | head -n1)
 
 start direct server echo --transport http; direct=$url
 start inproc serve --config "$work/inproc.toml"; inproc=$url
 start stdio serve --config "$work/stdio.toml"; stdio=$url
+start secure serve --config "$work/secure.toml" --data-dir "$work/secure-data"; secure=$url
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$(cat "$work/$1.pid")/status"; }
 idle_inproc_rss=$(rss_kb inproc)
 idle_stdio_rss=$(rss_kb stdio)
 
-run() { # label url conns
+run() { # label url conns [authorization]
   local out
-  out=$(wrk -t "$([ "$3" -gt 1 ] && echo 2 || echo 1)" -c "$3" -d "${secs}s" -s bench/wrk/mcp-call-2026.lua "$2")
+  out=$(MCP_AUTHORIZATION="${4:-}" wrk -t "$([ "$3" -gt 1 ] && echo 2 || echo 1)" -c "$3" -d "${secs}s" -s bench/wrk/mcp-call-2026.lua "$2")
   local bad rps p50 p99
   bad=$(awk '/BAD_RESPONSES/ {print $2}' <<<"$out")
   rps=$(awk '/REQUESTS_PER_SEC/ {print $2}' <<<"$out")
@@ -70,9 +101,11 @@ results=$work/results
   run direct "$direct" 1
   run inproc "$inproc" 1
   run stdio "$stdio" 1
+  run secure "$secure" 1 "Bearer $key"
   run direct "$direct" 16
   run inproc "$inproc" 16
   run stdio "$stdio" 16
+  run secure "$secure" 16 "Bearer $key"
 } | tee "$results"
 
 mkdir -p target/bench
@@ -86,13 +119,16 @@ for line in open(sys.argv[1]):
 print()
 print("| setup | c | calls/s | p50 µs | p99 µs | vs direct |")
 print("|---|---|---|---|---|---|")
-names = {"direct": "echo server directly", "inproc": "gateway → in-process echo", "stdio": "gateway → stdio echo child"}
+names = {"direct": "echo server directly", "inproc": "gateway → in-process echo", "stdio": "gateway → stdio echo child", "secure": "gateway → in-process echo, all security layers + audit"}
 for c in (1, 16):
     d = rows[("direct", c)]
-    for label in ("direct", "inproc", "stdio"):
+    for label in ("direct", "inproc", "stdio", "secure"):
         r = rows[(label, c)]
         extra = "" if label == "direct" else (f"+{r[1] - d[1]} µs p50" if c == 1 else f"{r[0] / d[0]:.2f}× throughput")
         print(f"| {names[label]} | {c} | {r[0]:.0f} | {r[1]} | {r[2]} | {extra} |")
+i, s = rows[("inproc", 16)], rows[("secure", 16)]
+print()
+print(f"Security layers on vs off (c=16): {s[0] / i[0]:.2f}× throughput, +{rows[('secure', 1)][1] - rows[('inproc', 1)][1]} µs p50 at c=1")
 print()
 print(f"Gateway idle RSS: {int(sys.argv[2]) / 1024:.1f} MiB (in-process echo), {int(sys.argv[3]) / 1024:.1f} MiB (stdio echo; the child not counted)")
 PY

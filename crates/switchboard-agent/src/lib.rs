@@ -21,6 +21,8 @@ pub mod agent;
 pub mod error;
 pub mod model;
 pub mod runner;
+#[cfg(feature = "scripted")]
+pub mod scripted;
 pub mod tools;
 
 pub use agent::{Agent, AgentFile, ModelSettings, Source, ToolFilter, ToolRef, ToolUseBehavior};

@@ -142,9 +142,12 @@ async fn connect_one(source: &Source, options: &ConnectOptions) -> Result<Connec
     options.name = source.name().to_string();
     let client = match source {
         Source::Builtin { name, server } => {
+            // The agent calls through the MCP client like any source (one code path for
+            // approvals, timeouts and results); the in-process shortcut is the gateway's.
             switchboard_gateway::builtin::connect(name, server, watcher)
                 .await
                 .map_err(|e| fail(e.to_string()))?
+                .0
         }
         Source::Upstream { upstream, .. } => {
             switchboard_transport::connect(upstream, watcher, &options)

@@ -3,132 +3,24 @@
 //! request, and the tests assert on what it received: tool schemas, tool results, turn order.
 
 use std::{
-    collections::VecDeque,
     path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use axum::{
-    Router,
-    extract::State,
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::post,
-};
 use serde_json::{Value, json};
 use switchboard_agent::{
     Agent, AgentError, ApprovalDecision, ApprovalReason, ModelConfig, ModelSettings, RetryPolicy,
     RunConfig, RunEvent, RunItem, Runner, Source, ToolOutcome, ToolUseBehavior,
+    scripted::{Dynamic, Reply, ScriptedModel, calls, text, tool_messages},
     tools::{TOOL_ERROR_PREFIX, TOOL_REFUSED_PREFIX},
 };
 use switchboard_gateway::config::BuiltinServer;
 
-type Dynamic = Box<dyn Fn(&Value) -> Vec<Value> + Send + Sync>;
-
-enum Reply {
-    /// These chunks as an SSE stream, then `[DONE]`.
-    Chunks(Vec<Value>),
-    /// Chunks computed from the request (to quote what the tools really returned).
-    Dynamic(Dynamic),
-    /// An HTTP error status.
-    Status(u16),
-}
-
-#[derive(Default)]
-struct Fixture {
-    replies: Mutex<VecDeque<Reply>>,
-    requests: Mutex<Vec<Value>>,
-    /// Served after the script ran out (for `max_turns`).
-    repeat: Mutex<Option<Vec<Value>>>,
-}
-
-impl Fixture {
-    fn requests(&self) -> Vec<Value> {
-        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
-    }
-}
-
-fn sse(chunks: &[Value]) -> Response {
-    let mut body = String::new();
-    for c in chunks {
-        body.push_str(&format!("data: {c}\n\n"));
-    }
-    body.push_str("data: [DONE]\n\n");
-    ([(header::CONTENT_TYPE, "text/event-stream")], body).into_response()
-}
-
-async fn completions(State(f): State<Arc<Fixture>>, body: String) -> Response {
-    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    if let Ok(mut r) = f.requests.lock() {
-        r.push(request.clone());
-    }
-    let next = f.replies.lock().ok().and_then(|mut r| r.pop_front());
-    match next {
-        Some(Reply::Chunks(c)) => sse(&c),
-        Some(Reply::Dynamic(make)) => sse(&make(&request)),
-        Some(Reply::Status(code)) => (
-            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            r#"{"error":{"message":"scripted failure","type":"server_error","param":null,"code":null}}"#,
-        )
-            .into_response(),
-        None => match f.repeat.lock().ok().and_then(|r| r.clone()) {
-            Some(c) => sse(&c),
-            None => (StatusCode::GONE, "script exhausted").into_response(),
-        },
-    }
-}
-
-async fn start(replies: Vec<Reply>) -> (String, Arc<Fixture>) {
-    let fixture = Arc::new(Fixture {
-        replies: Mutex::new(replies.into()),
-        ..Fixture::default()
-    });
-    let app = Router::new()
-        .route("/v1/chat/completions", post(completions))
-        .with_state(fixture.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+async fn start(replies: Vec<Reply>) -> (String, Arc<ScriptedModel>) {
+    ScriptedModel::start(replies)
         .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("addr: {e}"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/v1"), fixture)
-}
-
-fn text(answer: &str) -> Vec<Value> {
-    // Split in two deltas, as servers do.
-    let mid = answer
-        .char_indices()
-        .nth(answer.chars().count() / 2)
-        .map_or(0, |(i, _)| i);
-    let (a, b) = answer.split_at(mid);
-    vec![
-        json!({"choices":[{"index":0,"delta":{"role":"assistant","content":a}}]}),
-        json!({"choices":[{"index":0,"delta":{"content":b},"finish_reason":"stop"}]}),
-        json!({"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":5,"total_tokens":16}}),
-    ]
-}
-
-/// Tool calls, each with its arguments split over two chunks.
-fn calls(list: &[(&str, &str, Value)]) -> Vec<Value> {
-    let mut chunks = Vec::new();
-    for (i, (id, name, args)) in list.iter().enumerate() {
-        let args = args.to_string();
-        let (a, b) = args.split_at(args.len() / 2);
-        chunks.push(json!({"choices":[{"index":0,"delta":{"tool_calls":[
-            {"index":i,"id":id,"type":"function","function":{"name":name,"arguments":a}}]}}]}));
-        chunks.push(json!({"choices":[{"index":0,"delta":{"tool_calls":[
-            {"index":i,"function":{"arguments":b}}]}}]}));
-    }
-    chunks.push(json!({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}));
-    chunks.push(
-        json!({"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":10,"total_tokens":30}}),
-    );
-    chunks
+        .unwrap_or_else(|e| panic!("scripted model: {e}"))
 }
 
 fn runner(base_url: &str, config: RunConfig) -> Runner {
@@ -153,13 +45,6 @@ fn sql_agent(dir: &Path) -> Agent {
                 allow_writes: false,
             },
         })
-}
-
-fn tool_messages(request: &Value) -> Vec<Value> {
-    request["messages"]
-        .as_array()
-        .map(|m| m.iter().filter(|m| m["role"] == "tool").cloned().collect())
-        .unwrap_or_default()
 }
 
 const HIGHEST: &str = "SELECT c.name, SUM(o.amount) AS total FROM customers c \
@@ -273,9 +158,7 @@ async fn data_analyst_finds_the_customer_with_the_highest_total() {
 async fn max_turns_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let (url, fixture) = start(vec![]).await;
-    if let Ok(mut r) = fixture.repeat.lock() {
-        *r = Some(calls(&[("c", "sql__list_tables", json!({}))]));
-    }
+    fixture.repeat_forever(calls(&[("c", "sql__list_tables", json!({}))]));
     let config = RunConfig {
         max_turns: 3,
         ..RunConfig::default()

@@ -22,6 +22,13 @@ pub struct GatewayConfig {
     /// all off.
     #[serde(default)]
     pub security: crate::auth::SecurityConfig,
+    /// `[observability]`: the live call stream's bounds ([`crate::telemetry`]).
+    #[serde(default)]
+    pub observability: crate::telemetry::ObservabilityConfig,
+    /// `[audit]`: the durable audit log of every `tools/call` ([`crate::stack::audit`]);
+    /// absent: on, SQLite at `<data dir>/audit.db`.
+    #[serde(default)]
+    pub audit: switchboard_audit::AuditConfig,
 }
 
 /// One upstream MCP server and the gateway's policy for it.
@@ -36,6 +43,10 @@ pub struct UpstreamConfig {
     /// A built-in server mounted in-process (no child process).
     #[serde(default)]
     pub builtin: Option<BuiltinServer>,
+    /// A REST service whose OpenAPI document becomes its tools, mounted in-process
+    /// (`[upstream.openapi]`, see [`switchboard_openapi::OpenApiConfig`]).
+    #[serde(default)]
+    pub openapi: Option<Box<switchboard_openapi::OpenApiConfig>>,
     /// Which of its tools are exposed.
     #[serde(default)]
     pub tools: ToolFilter,
@@ -116,6 +127,7 @@ impl UpstreamConfig {
             name: name.to_string(),
             connect,
             builtin: None,
+            openapi: None,
             tools: ToolFilter::default(),
             rename: BTreeMap::new(),
             descriptions: BTreeMap::new(),
@@ -350,14 +362,19 @@ impl GatewayConfig {
             if !seen.insert(upstream.name.as_str()) {
                 return Err(invalid("the name is used by another upstream".into()));
             }
-            match (&upstream.connect, &upstream.builtin) {
-                (Some(_), None) | (None, Some(_)) => {}
-                _ => {
-                    return Err(invalid(
-                        "give exactly one of `connect = { transport = … }` or `builtin = { server = … }`"
-                            .into(),
-                    ));
-                }
+            let kinds = [
+                upstream.connect.is_some(),
+                upstream.builtin.is_some(),
+                upstream.openapi.is_some(),
+            ];
+            if kinds.iter().filter(|given| **given).count() != 1 {
+                return Err(invalid(
+                    "give exactly one of `connect = { transport = … }`, `builtin = { server = … }` or `[upstream.openapi]`"
+                        .into(),
+                ));
+            }
+            if let Some(openapi) = &upstream.openapi {
+                openapi.validate().map_err(|e| invalid(e.to_string()))?;
             }
             if upstream.timeout_secs == 0 || upstream.list_timeout_secs == 0 {
                 return Err(invalid("timeouts must be at least 1 second".into()));
@@ -381,6 +398,19 @@ impl GatewayConfig {
             }
             upstream.health.validate().map_err(invalid)?;
         }
+        if let Some(validation) = &self.security.validation {
+            validation
+                .validate()
+                .map_err(|message| ConfigError::Invalid {
+                    upstream: "security.validation".into(),
+                    message,
+                })?;
+        }
+        crate::ratelimit::validate(&self.security.rate_limit)?;
+        self.audit.validate().map_err(|e| ConfigError::Invalid {
+            upstream: "audit".into(),
+            message: e.to_string(),
+        })?;
         Ok(())
     }
 

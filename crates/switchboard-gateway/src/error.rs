@@ -50,6 +50,47 @@ pub enum GatewayError {
         subject: String,
         reason: String,
     },
+    /// The arguments failed input validation ([`crate::stack::validate`]): a JSON-RPC
+    /// `invalid_params` error listing each violation's JSON pointer and message.
+    #[error(
+        "invalid arguments for tool {tool:?}: {}",
+        describe_violations(violations)
+    )]
+    InvalidArguments {
+        tool: String,
+        violations: Vec<crate::stack::validate::Violation>,
+    },
+    /// A rate limit refused the call ([`crate::stack::rate_limit`]); a JSON-RPC error whose
+    /// `data.retry_after_ms` says when the same call could pass.
+    #[error("rate limit {rule:?} exceeded for tool {tool:?}; retry in {retry_after:?}")]
+    RateLimited {
+        rule: String,
+        tool: String,
+        retry_after: Duration,
+    },
+    /// A rate limit's backend (Redis) could not decide and the rule fails closed.
+    #[error("rate limit {rule:?} could not be checked ({message}); refusing the call")]
+    RateLimitUnavailable { rule: String, message: String },
+    /// The call's audit record could not be committed ([`crate::stack::audit`]), so its
+    /// answer is withheld.
+    #[error("the audit log could not record the call: {message}")]
+    AuditUnavailable { message: String },
+}
+
+/// `"/a: message; /b: message"`, the whole object shown as `(arguments)`.
+fn describe_violations(violations: &[crate::stack::validate::Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| {
+            let at = if v.pointer.is_empty() {
+                "(arguments)"
+            } else {
+                v.pointer.as_str()
+            };
+            format!("{at}: {}", v.message)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl GatewayError {
@@ -69,6 +110,10 @@ impl GatewayError {
             GatewayError::Rpc { .. } => "upstream_rpc_error",
             GatewayError::Cancelled { .. } => "cancelled",
             GatewayError::Forbidden { .. } => "forbidden",
+            GatewayError::InvalidArguments { .. } => "invalid_arguments",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::RateLimitUnavailable { .. } => "rate_limit_unavailable",
+            GatewayError::AuditUnavailable { .. } => "audit_unavailable",
         }
     }
 

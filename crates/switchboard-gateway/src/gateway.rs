@@ -34,6 +34,12 @@ pub struct Gateway {
     health: HealthMonitor,
     /// Authorization rules (`[security]`); `None`: every tool for everyone.
     policies: Option<Arc<crate::auth::policy::Policies>>,
+    /// Metrics and the live call stream, fed by the stack's observe layer.
+    observer: Arc<crate::telemetry::Observer>,
+    /// `[[security.rate_limit]]`, for their counters; `None`: no limits.
+    rate_limits: Option<Arc<crate::ratelimit::RateLimits>>,
+    /// The audit log (`[audit]`), also for refusals before the stack; `None`: not audited.
+    audit: Option<Arc<switchboard_audit::Auditor>>,
 }
 
 /// One upstream's state, for `/api/status`, `switchboard status` and logs.
@@ -41,6 +47,8 @@ pub struct Gateway {
 pub struct UpstreamStatus {
     pub name: String,
     pub circuit: &'static str,
+    /// Times the circuit opened since the gateway started.
+    pub circuit_opened: u64,
     pub restarts: u64,
     pub tools: Option<usize>,
     /// `enabled` from the configuration (a disabled upstream is never connected).
@@ -53,6 +61,15 @@ pub struct UpstreamStatus {
 
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Result<Gateway, ConfigError> {
+        Gateway::with_audit(config, None)
+    }
+
+    /// [`Gateway::new`] recording every `tools/call` through `audit` (opened from the
+    /// configuration's `[audit]` by the caller, as opening a store is async).
+    pub fn with_audit(
+        config: GatewayConfig,
+        audit: Option<Arc<switchboard_audit::Auditor>>,
+    ) -> Result<Gateway, ConfigError> {
         config.validate()?;
         let hub = Arc::new(Hub::default());
         // One pooled HTTP client for every HTTP and SSE upstream.
@@ -60,8 +77,20 @@ impl Gateway {
         let retries = Arc::new(Retries::new(&config.upstreams)?);
         let caches = Arc::new(ResultCaches::new(&config.upstreams)?);
         let policies = config.security.policies()?.map(Arc::new);
+        let observer = Arc::new(crate::telemetry::Observer::new(
+            config.observability.clone(),
+        ));
         let security = stack::Security {
             policies: policies.clone(),
+            validation: config.security.validation.clone().map(Arc::new),
+            rate_limits: if config.security.rate_limit.is_empty() {
+                None
+            } else {
+                Some(Arc::new(crate::ratelimit::RateLimits::new(
+                    &config.security.rate_limit,
+                )?))
+            },
+            audit: audit.clone(),
         };
         let upstreams = config
             .upstreams
@@ -72,13 +101,31 @@ impl Gateway {
             hub,
             catalog: Mutex::new(None),
             rebuild: tokio::sync::Mutex::new(()),
-            stack: stack::build_secured(retries.clone(), caches.clone(), &security),
+            stack: stack::build_secured(
+                retries.clone(),
+                caches.clone(),
+                &security,
+                observer.clone(),
+            ),
+            observer,
+            audit,
+            rate_limits: security.rate_limits.clone(),
             policies,
             retries,
             caches,
             health: HealthMonitor::new(&upstreams),
             upstreams,
         })
+    }
+
+    /// The audit log's writer, when calls are audited.
+    pub fn auditor(&self) -> Option<&Arc<switchboard_audit::Auditor>> {
+        self.audit.as_ref()
+    }
+
+    /// Metrics and the live call stream ([`crate::telemetry`]).
+    pub fn observer(&self) -> &Arc<crate::telemetry::Observer> {
+        &self.observer
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
@@ -191,23 +238,38 @@ impl Gateway {
         if let (Some(policies), Some(who)) = (&self.policies, &principal)
             && let Err(denial) = policies.check(who, &request.name)
         {
-            return Err(GatewayError::Forbidden {
+            let err = GatewayError::Forbidden {
                 tool: request.name.to_string(),
                 subject: who.subject.clone(),
                 reason: denial.to_string(),
-            });
+            };
+            self.observer
+                .record_refusal(&request.name, Some(&who.subject), err.kind());
+            self.audit_unrouted(&request, downstream.as_ref(), principal.as_deref(), &err)
+                .await?;
+            return Err(err);
         }
         let exposed = request.name.as_ref();
         let cached = self.cached_catalog();
         let route = match cached.as_ref().and_then(|c| c.route(exposed)) {
             Some(route) => route.clone(),
             // Unknown to the last build: the tool may be new; rebuild once before refusing.
-            None => self
-                .catalog()
-                .await?
-                .route(exposed)
-                .cloned()
-                .ok_or_else(|| self.unknown_tool(exposed))?,
+            None => match self.catalog().await.map(|c| c.route(exposed).cloned()) {
+                Ok(Some(route)) => route,
+                Ok(None) => {
+                    let err = self.unknown_tool(exposed);
+                    let who = principal.as_ref().map(|p| p.subject.as_str());
+                    self.observer.record_refusal(exposed, who, err.kind());
+                    self.audit_unrouted(&request, downstream.as_ref(), principal.as_deref(), &err)
+                        .await?;
+                    return Err(err);
+                }
+                Err(err) => {
+                    self.audit_unrouted(&request, downstream.as_ref(), principal.as_deref(), &err)
+                        .await?;
+                    return Err(err);
+                }
+            },
         };
         self.stack
             .clone()
@@ -229,6 +291,31 @@ impl Gateway {
             .await
     }
 
+    /// Records a call refused before the stack (which audits every call it sees); `Err` when
+    /// the record could not be committed.
+    async fn audit_unrouted(
+        &self,
+        request: &CallToolRequestParams,
+        downstream: Option<&Downstream>,
+        principal: Option<&crate::auth::Identity>,
+        err: &GatewayError,
+    ) -> Result<(), GatewayError> {
+        match &self.audit {
+            Some(auditor) => {
+                stack::audit::record_unrouted(
+                    auditor,
+                    &request.name,
+                    request.arguments.as_ref(),
+                    principal,
+                    downstream,
+                    err,
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+
     /// May `principal` see and call the exposed tool `tool`? (Always, without authorization
     /// rules or for the gateway's own calls.)
     pub fn permits(&self, principal: Option<&crate::auth::Identity>, tool: &str) -> bool {
@@ -241,6 +328,14 @@ impl Gateway {
     /// Whether authorization rules are configured.
     pub fn has_policies(&self) -> bool {
         self.policies.is_some()
+    }
+
+    /// Each `[[security.rate_limit]]` rule's counters (allowed, limited, Redis failures).
+    pub fn rate_limit_stats(&self) -> Vec<crate::ratelimit::RateLimitStats> {
+        self.rate_limits
+            .as_ref()
+            .map(|limits| limits.stats())
+            .unwrap_or_default()
     }
 
     /// The error for a name no route matches: a disabled upstream's prefix says so.
@@ -285,6 +380,7 @@ impl Gateway {
             .map(|u| UpstreamStatus {
                 name: u.name().to_string(),
                 circuit: u.circuit.state().as_str(),
+                circuit_opened: u.circuit.times_opened(),
                 restarts: u.restarts.load(std::sync::atomic::Ordering::Relaxed),
                 tools: catalog.as_ref().map(|c| {
                     c.tools

@@ -11,10 +11,12 @@
 //! deadlines and circuit breakers); exposed names always match `^[a-zA-Z0-9_-]{1,64}$`; every
 //! stdio child is ended with its process group on shutdown.
 
+pub mod audit_api;
 pub mod auth;
 pub mod builtin;
 pub mod catalog;
 pub mod config;
+pub mod dashboard;
 pub mod echo;
 pub mod error;
 pub mod gateway;
@@ -22,10 +24,13 @@ pub mod health;
 pub mod hub;
 pub mod naming;
 pub mod passthrough;
+pub mod ratelimit;
 pub mod resources;
 pub mod server;
 pub mod stack;
 pub mod status_api;
+pub mod telemetry;
+pub mod trace_context;
 pub mod upstream;
 
 pub use config::{BuiltinServer, ConfigError, GatewayConfig, PrefixMode, UpstreamConfig};

@@ -79,6 +79,26 @@ impl Downstream {
         }
     }
 
+    /// The client's `clientInfo` as `name/version`: from the request's `_meta` (2026-07-28)
+    /// or the session's `initialize`.
+    pub fn client_info(&self) -> Option<String> {
+        self.cx
+            .client_info()
+            .map(|info| format!("{}/{}", info.name, info.version))
+    }
+
+    /// The client's request context, for a built-in server called in-process
+    /// ([`crate::builtin::DirectTools`]): its progress, logs and cancellation then reach the
+    /// client directly.
+    pub fn context(&self) -> RequestContext<RoleServer> {
+        self.cx.clone()
+    }
+
+    /// The client's W3C trace context (`_meta` or HTTP headers), if it sent one.
+    pub fn trace_context(&self) -> Option<crate::trace_context::TraceCarrier> {
+        crate::trace_context::TraceCarrier::from_request(&self.cx)
+    }
+
     /// Whether the request was made in the 2026-07-28 (stateless, MRTR) era.
     pub fn modern(&self) -> bool {
         self.cx

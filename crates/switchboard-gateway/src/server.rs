@@ -28,12 +28,19 @@ pub struct GatewayServer {
     gateway: Arc<Gateway>,
     /// This session's `logging/setLevel` (session-era clients); `None`: every level.
     log_level: Arc<Mutex<Option<LoggingLevel>>>,
+    /// Who a request is from when its transport carries no credentials (stdio): the identity
+    /// `serve --stdio` authenticated once at start; `None`: anonymous.
+    transport_identity: Option<Arc<crate::auth::Identity>>,
 }
 
 /// A clone serves a new session (or one stateless request): it starts with its own log level.
 impl Clone for GatewayServer {
     fn clone(&self) -> Self {
-        GatewayServer::new(self.gateway.clone())
+        GatewayServer {
+            gateway: self.gateway.clone(),
+            log_level: Arc::new(Mutex::new(None)),
+            transport_identity: self.transport_identity.clone(),
+        }
     }
 }
 
@@ -42,7 +49,21 @@ impl GatewayServer {
         GatewayServer {
             gateway,
             log_level: Arc::new(Mutex::new(None)),
+            transport_identity: None,
         }
+    }
+
+    /// Requests that carry no credentials of their own (stdio) act as `identity`.
+    pub fn with_transport_identity(mut self, identity: crate::auth::Identity) -> GatewayServer {
+        self.transport_identity = Some(Arc::new(identity));
+        self
+    }
+
+    /// Counts one request of `method` for `/metrics` (`tools/call` is counted by the stack).
+    fn count<T>(&self, method: &str, result: Result<T, ErrorData>) -> Result<T, ErrorData> {
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.gateway.observer().record_request(method, outcome);
+        result
     }
 
     fn downstream(&self, cx: &RequestContext<RoleServer>) -> Downstream {
@@ -50,9 +71,10 @@ impl GatewayServer {
     }
 
     /// Who sent this request: the identity the HTTP authentication attached, else (stdio, or a
-    /// transport that carries none) the anonymous identity.
-    fn principal(cx: &RequestContext<RoleServer>) -> Arc<crate::auth::Identity> {
+    /// transport that carries none) the transport's identity, else the anonymous identity.
+    fn principal(&self, cx: &RequestContext<RoleServer>) -> Arc<crate::auth::Identity> {
         crate::auth::http::identity_of(cx)
+            .or_else(|| self.transport_identity.clone())
             .unwrap_or_else(|| Arc::new(crate::auth::Identity::anonymous()))
     }
 }
@@ -64,6 +86,39 @@ fn forbidden(err: &GatewayError) -> ErrorData {
         err.to_string(),
         Some(serde_json::json!({ "kind": err.kind() })),
     )
+}
+
+/// The JSON-RPC code of a call the gateway's rate limits refused (the implementation-defined
+/// server error range; JSON-RPC and MCP define none for it).
+pub const RATE_LIMITED: rmcp::model::ErrorCode = rmcp::model::ErrorCode(-32000);
+
+/// The JSON-RPC errors of the validation and rate-limit layers; `data.kind` is the stable kind.
+fn refused(err: &GatewayError) -> ErrorData {
+    let message = err.to_string();
+    match err {
+        GatewayError::InvalidArguments { tool, violations } => ErrorData::invalid_params(
+            message,
+            Some(serde_json::json!({ "kind": err.kind(), "tool": tool, "errors": violations })),
+        ),
+        GatewayError::RateLimited {
+            rule, retry_after, ..
+        } => ErrorData::new(
+            RATE_LIMITED,
+            message,
+            Some(serde_json::json!({
+                "kind": err.kind(),
+                "rule": rule,
+                // Rounded up, so retrying after it never arrives early.
+                "retry_after_ms": retry_after.as_micros().div_ceil(1000) as u64,
+            })),
+        ),
+        GatewayError::RateLimitUnavailable { rule, .. } => ErrorData::new(
+            RATE_LIMITED,
+            message,
+            Some(serde_json::json!({ "kind": err.kind(), "rule": rule })),
+        ),
+        _ => ErrorData::internal_error(message, None),
+    }
 }
 
 impl ServerHandler for GatewayServer {
@@ -109,14 +164,16 @@ impl ServerHandler for GatewayServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let catalog = self
-            .gateway
-            .catalog()
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let catalog = self.count(
+            "tools/list",
+            self.gateway
+                .catalog()
+                .await
+                .map_err(|e| ErrorData::internal_error(e.to_string(), None)),
+        )?;
         // Denied tools are hidden, per caller.
         let tools = if self.gateway.has_policies() {
-            let who = Self::principal(&context);
+            let who = self.principal(&context);
             catalog
                 .tools
                 .iter()
@@ -142,7 +199,7 @@ impl ServerHandler for GatewayServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.clone();
-        let principal = Self::principal(&context);
+        let principal = self.principal(&context);
         // Boxed: the relayed call is a deep future, and rmcp nests every handler's future.
         match Box::pin(self.gateway.call_as(
             request,
@@ -153,6 +210,11 @@ impl ServerHandler for GatewayServer {
         {
             Ok(response) => Ok(response),
             Err(err @ GatewayError::Forbidden { .. }) => Err(forbidden(&err)),
+            Err(
+                err @ (GatewayError::InvalidArguments { .. }
+                | GatewayError::RateLimited { .. }
+                | GatewayError::RateLimitUnavailable { .. }),
+            ) => Err(refused(&err)),
             // The upstream's own JSON-RPC error (invalid params, a missing capability…).
             Err(GatewayError::Rpc { error, .. }) => Err(error),
             Err(GatewayError::UnknownTool(name)) => Err(ErrorData::invalid_params(
@@ -175,9 +237,8 @@ impl ServerHandler for GatewayServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let mut result = ListPromptsResult::with_all_items(
-            Box::pin(resources::list_prompts(&self.gateway)).await?,
-        );
+        let prompts = Box::pin(resources::list_prompts(&self.gateway)).await;
+        let mut result = ListPromptsResult::with_all_items(self.count("prompts/list", prompts)?);
         result.result_type = Some(ResultType::COMPLETE);
         Ok(result)
     }
@@ -187,12 +248,13 @@ impl ServerHandler for GatewayServer {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        Box::pin(resources::get_prompt(
+        let response = Box::pin(resources::get_prompt(
             &self.gateway,
             request,
             Some(&self.downstream(&context)),
         ))
-        .await
+        .await;
+        self.count("prompts/get", response)
     }
 
     async fn list_resources(
@@ -200,9 +262,8 @@ impl ServerHandler for GatewayServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let mut result = ListResourcesResult::with_all_items(
-            Box::pin(resources::list_resources(&self.gateway)).await?,
-        );
+        let listed = Box::pin(resources::list_resources(&self.gateway)).await;
+        let mut result = ListResourcesResult::with_all_items(self.count("resources/list", listed)?);
         result.result_type = Some(ResultType::COMPLETE);
         Ok(result)
     }
@@ -224,12 +285,13 @@ impl ServerHandler for GatewayServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        Box::pin(resources::read_resource(
+        let response = Box::pin(resources::read_resource(
             &self.gateway,
             request,
             Some(&self.downstream(&context)),
         ))
-        .await
+        .await;
+        self.count("resources/read", response)
     }
 
     async fn subscribe(

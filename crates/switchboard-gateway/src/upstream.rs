@@ -154,6 +154,8 @@ pub struct UpstreamRuntime {
     connection: tokio::sync::Mutex<Connection>,
     /// A cheap clone of the live peer, read on every call without taking the async lock.
     peer: Mutex<Option<Peer<RoleClient>>>,
+    /// A built-in server's in-process `tools/call` ([`builtin::DirectTools`]), set with `peer`.
+    direct: Mutex<Option<builtin::DirectTools>>,
     tools: Mutex<Option<CachedTools>>,
     tools_stale: Arc<AtomicBool>,
     hub: Arc<Hub>,
@@ -190,6 +192,7 @@ impl UpstreamRuntime {
                 last_error: String::new(),
             }),
             peer: Mutex::new(None),
+            direct: Mutex::new(None),
             tools: Mutex::new(None),
             tools_stale: Arc::new(AtomicBool::new(false)),
             hub,
@@ -241,8 +244,11 @@ impl UpstreamRuntime {
             });
         }
         match self.connect().await {
-            Ok(client) => {
+            Ok((client, direct)) => {
                 let peer = client.peer().clone();
+                if let Ok(mut slot) = self.direct.lock() {
+                    *slot = direct;
+                }
                 // Remember its capabilities, for the gateway's own (`get_info`).
                 self.relay.capabilities(Some(&peer));
                 connection.client = Some(client);
@@ -271,7 +277,17 @@ impl UpstreamRuntime {
         }
     }
 
-    async fn connect(&self) -> Result<UpstreamClient<UpstreamEvents>, GatewayError> {
+    /// The in-process call path of a built-in upstream that is enabled and connected.
+    pub fn direct_tools(&self) -> Option<builtin::DirectTools> {
+        if !self.config.enabled || self.live_peer().is_none() {
+            return None;
+        }
+        self.direct.lock().ok()?.clone()
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<(UpstreamClient<UpstreamEvents>, Option<builtin::DirectTools>), GatewayError> {
         let events = UpstreamEvents {
             name: Arc::from(self.name()),
             tools_stale: self.tools_stale.clone(),
@@ -282,6 +298,9 @@ impl UpstreamRuntime {
         if let Some(server) = &self.config.builtin {
             return builtin::connect(self.name(), server, events).await;
         }
+        if let Some(openapi) = &self.config.openapi {
+            return builtin::connect_openapi(self.name(), openapi, events).await;
+        }
         let Some(upstream) = &self.config.connect else {
             return Err(GatewayError::Connect {
                 upstream: self.name().to_string(),
@@ -290,6 +309,7 @@ impl UpstreamRuntime {
         };
         switchboard_transport::connect(upstream, events, &self.connect_options)
             .await
+            .map(|client| (client, None))
             .map_err(|e| GatewayError::Connect {
                 upstream: self.name().to_string(),
                 message: e.to_string(),
@@ -342,6 +362,9 @@ impl UpstreamRuntime {
     /// Closes the connection; a stdio child's whole process group is ended and reaped.
     pub async fn shutdown(&self) {
         if let Ok(mut slot) = self.peer.lock() {
+            *slot = None;
+        }
+        if let Ok(mut slot) = self.direct.lock() {
             *slot = None;
         }
         let client = self.connection.lock().await.client.take();

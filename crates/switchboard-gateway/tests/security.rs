@@ -515,3 +515,119 @@ async fn legacy_sse_callers_are_authorized_per_identity() {
     assert!(anonymous.is_err());
     gw.stop().await;
 }
+
+/// A JWKS endpoint on loopback whose document the test swaps (a key rotation), counting
+/// fetches.
+struct JwksServer {
+    url: String,
+    document: Arc<std::sync::Mutex<String>>,
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(fixture_name: &str) -> JwksServer {
+        let document = Arc::new(std::sync::Mutex::new(
+            String::from_utf8(read(fixture_name)).expect("utf-8"),
+        ));
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (doc, count) = (document.clone(), fetches.clone());
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let (doc, count) = (doc.clone(), count.clone());
+                async move {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    doc.lock().map(|d| d.clone()).unwrap_or_default()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        JwksServer {
+            url: format!("http://{addr}/jwks.json"),
+            document,
+            fetches,
+        }
+    }
+
+    fn rotate_to(&self, fixture_name: &str) {
+        if let Ok(mut doc) = self.document.lock() {
+            *doc = String::from_utf8(read(fixture_name)).expect("utf-8");
+        }
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn jwks_config(url: &str, min_refresh_secs: u64) -> String {
+    format!(
+        "[[security.auth.jwks]]\nurl = \"{url}\"\nalgorithms = [\"RS256\"]\nmin_refresh_secs = {min_refresh_secs}\n"
+    )
+}
+
+#[tokio::test]
+async fn jwks_keys_verify_and_rotate_on_an_unknown_kid() {
+    let idp = JwksServer::start("jwks-1.json").await;
+    let gw = start(&jwks_config(&idp.url, 0)).await;
+    let idp_1 = EncodingKey::from_rsa_pem(&read("rsa_private.pem")).expect("key");
+    let idp_2 = EncodingKey::from_rsa_pem(&read("other_rsa_private.pem")).expect("key");
+
+    // The first token fetches the set; the next one is served from the cache.
+    let token = sign(Algorithm::RS256, Some("idp-1"), &idp_1, &claims("alice"));
+    assert_eq!(status_of(&gw.base, &token).await, 200);
+    assert_eq!(status_of(&gw.base, &token).await, 200);
+    assert_eq!(idp.fetches(), 1);
+
+    // A kid the provider has not published yet is refused…
+    let rotated = sign(Algorithm::RS256, Some("idp-2"), &idp_2, &claims("alice"));
+    assert_eq!(status_of(&gw.base, &rotated).await, 401);
+    assert_eq!(idp.fetches(), 2);
+    // …and accepted once it is: the unknown kid triggers a refetch.
+    idp.rotate_to("jwks-2.json");
+    assert_eq!(status_of(&gw.base, &rotated).await, 200);
+    assert_eq!(idp.fetches(), 3);
+
+    // The JWKS's symmetric key is never trusted, whatever the token says.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("idp-oct".into());
+    let forged = jsonwebtoken::encode(
+        &header,
+        &claims("mallory"),
+        &EncodingKey::from_secret(b"an-hs256-secret-that-is-long-enough-32b"),
+    )
+    .expect("sign");
+    assert_eq!(status_of(&gw.base, &forged).await, 401);
+    // A key of the set used with another algorithm than its own is refused.
+    let wrong_alg = sign(Algorithm::RS512, Some("idp-1"), &idp_1, &claims("alice"));
+    assert_eq!(status_of(&gw.base, &wrong_alg).await, 401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn jwks_refetches_are_bounded_by_min_refresh() {
+    let idp = JwksServer::start("jwks-1.json").await;
+    let gw = start(&jwks_config(&idp.url, 3600)).await;
+    let idp_1 = EncodingKey::from_rsa_pem(&read("rsa_private.pem")).expect("key");
+    let token = sign(Algorithm::RS256, Some("idp-1"), &idp_1, &claims("alice"));
+    assert_eq!(status_of(&gw.base, &token).await, 200);
+    assert_eq!(idp.fetches(), 1);
+    // A flood of made-up kids does not reach the provider again within min_refresh_secs.
+    for i in 0..20 {
+        let made_up = sign(
+            Algorithm::RS256,
+            Some(&format!("made-up-{i}")),
+            &idp_1,
+            &claims("alice"),
+        );
+        assert_eq!(status_of(&gw.base, &made_up).await, 401);
+    }
+    assert_eq!(idp.fetches(), 1);
+    gw.stop().await;
+}

@@ -60,9 +60,7 @@ fn bin(name: &str) -> PathBuf {
     path
 }
 
-fn args(value: Value) -> serde_json::Map<String, Value> {
-    value.as_object().cloned().unwrap_or_default()
-}
+use common::args;
 
 /// A client handler that records `notifications/progress`.
 #[derive(Clone, Default)]
@@ -396,4 +394,244 @@ fn node_modules_are_installed() {
     node_modules();
     bin("mcp-server-everything");
     bin("mcp-server-filesystem");
+}
+
+mod common;
+
+async fn call_tool(client: &Client, tool: &str, arguments: Value) -> rmcp::model::CallToolResult {
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments)))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
+}
+
+fn pid_in(file: &Path) -> i32 {
+    std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+fn alive(pid: i32) -> bool {
+    // Signal 0: is there such a process (a zombie still counts until it is reaped)?
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.contains(") Z "))
+}
+
+async fn upstream_status(base: &str, name: &str) -> Value {
+    let status: Value = reqwest::get(format!("{base}/api/status"))
+        .await
+        .expect("GET /api/status")
+        .json()
+        .await
+        .expect("status JSON");
+    status["upstreams"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no upstream {name} in {status}"))
+}
+
+/// The gateway in front of three upstreams on three transports: npm's server-everything
+/// over stdio, the CRM over Streamable HTTP and the SQL server over legacy HTTP+SSE. The
+/// stdio child is killed in the middle of a long call: that caller gets a clear error, the
+/// other upstreams keep serving, the circuit opens, the child is restarted and the circuit
+/// closes again; after the gateway stops, no child is left.
+#[tokio::test]
+#[ignore = "needs npm packages; run by .ci/interop"]
+async fn gateway_survives_a_killed_upstream_among_three_transports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crm = common::spawn_listening(
+        &[
+            "server",
+            "crm",
+            "--transport",
+            "http",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    )
+    .await;
+    let sql = common::spawn_listening(
+        &[
+            "server",
+            "sql",
+            "--transport",
+            "all",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    )
+    .await;
+    let pid_file = dir.path().join("everything.pid");
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[upstream]]
+name = "everything"
+# The shell records the child's pid, then becomes the server (exec keeps the pid).
+connect = {{ transport = "stdio", command = "sh", args = ["-c", "echo $$ > '{pid}'; exec '{everything}' stdio"] }}
+circuit = {{ failure_threshold = 1, open_secs = 1 }}
+
+[[upstream]]
+name = "crm"
+connect = {{ transport = "http", url = "{crm}" }}
+
+[[upstream]]
+name = "sql"
+connect = {{ transport = "sse", url = "{sql}/sse" }}
+"#,
+            pid = pid_file.display(),
+            everything = bin("mcp-server-everything").display(),
+            crm = crm.mcp,
+            sql = sql.base,
+        ),
+    )
+    .expect("write config");
+    let config = config.to_str().expect("utf-8 path").to_string();
+    let mut gateway = common::spawn_listening(
+        &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
+        dir.path(),
+    )
+    .await;
+
+    let recorder = Recorder::default();
+    let client = recorder
+        .clone()
+        .serve(StreamableHttpClientTransport::from_uri(gateway.mcp.clone()))
+        .await
+        .expect("connect to the gateway");
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    for expected in [
+        "everything__echo",
+        "everything__trigger-long-running-operation",
+        "crm__pipeline_summary",
+        "sql__query",
+    ] {
+        assert!(
+            tools.iter().any(|t| t == expected),
+            "{expected} in {tools:?}"
+        );
+    }
+    let first_child = pid_in(&pid_file);
+
+    // A long call is in flight (its first progress arrived) when the child dies.
+    let long = client
+        .peer()
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(CallToolRequest::new(
+                CallToolRequestParams::new("everything__trigger-long-running-operation")
+                    .with_arguments(args(json!({"duration": 60, "steps": 60}))),
+            )),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .expect("send the long call");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let arrived = recorder.arrived.notified();
+            if !recorder.seen().is_empty() {
+                break;
+            }
+            arrived.await;
+        }
+    })
+    .await
+    .expect("progress from the long call");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(first_child).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill -9 server-everything");
+
+    // The caller of the in-flight call gets a clear error naming the upstream.
+    let outcome = handle_outcome(long.await_response().await);
+    assert!(
+        outcome.contains("everything"),
+        "the in-flight call's error names the upstream: {outcome}"
+    );
+
+    // The other upstreams keep serving meanwhile.
+    let summary = call_tool(&client, "crm__pipeline_summary", json!({})).await;
+    assert_ne!(summary.is_error, Some(true), "{summary:?}");
+    let count = call_tool(
+        &client,
+        "sql__query",
+        json!({"sql": "SELECT count(*) AS n FROM customers"}),
+    )
+    .await;
+    assert_ne!(count.is_error, Some(true), "{count:?}");
+
+    // The failure opened the circuit (threshold 1).
+    let status = upstream_status(&gateway.base, "everything").await;
+    assert!(status["circuit_opened"].as_u64() >= Some(1), "{status}");
+
+    // Wait for the restart: the circuit lets a probe through after open_secs, the gateway
+    // reconnects (a new child), and the probe's success closes the circuit.
+    let recovered = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let echo = call_tool(&client, "everything__echo", json!({"message": "back"})).await;
+            if echo.is_error != Some(true) {
+                return echo;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("server-everything is back within 60 s");
+    assert_eq!(
+        recovered.content[0].as_text().map(|t| t.text.as_str()),
+        Some("Echo: back")
+    );
+    let status = upstream_status(&gateway.base, "everything").await;
+    assert_eq!(status["circuit"], "closed", "{status}");
+    assert!(status["restarts"].as_u64() >= Some(1), "{status}");
+    let second_child = pid_in(&pid_file);
+    assert_ne!(second_child, first_child);
+    assert!(!alive(first_child), "the killed child was reaped");
+    assert!(alive(second_child));
+
+    // No orphans: stopping the gateway ends its child.
+    client.cancel().await.expect("close");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(gateway.child.id().expect("gateway pid") as i32)
+            .expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("SIGTERM the gateway");
+    gateway.child.wait().await.expect("gateway exits");
+    assert!(
+        !alive(second_child),
+        "server-everything outlived the gateway"
+    );
+}
+
+/// The in-flight call's outcome as text: a tool error's text, or a protocol error.
+fn handle_outcome(outcome: Result<rmcp::model::ServerResult, rmcp::ServiceError>) -> String {
+    match outcome {
+        Ok(rmcp::model::ServerResult::CallToolResult(result)) => {
+            assert_eq!(result.is_error, Some(true), "{result:?}");
+            result
+                .content
+                .iter()
+                .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        Ok(other) => panic!("unexpected result {other:?}"),
+        Err(err) => err.to_string(),
+    }
 }

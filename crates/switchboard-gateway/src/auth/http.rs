@@ -2,7 +2,8 @@
 //! RFC 9728 Protected Resource Metadata document.
 //!
 //! Every path needs credentials except the metadata document (clients read it to find the
-//! authorization server) and `/api/status` unless `protect_status`. A refused request gets
+//! authorization server), the dashboard's static shell and `/healthz`/`/readyz` (see
+//! [`crate::dashboard`]), and `/api/status` and `/metrics` unless `protect_status`. A refused request gets
 //! 401 with `WWW-Authenticate: Bearer resource_metadata="…"`, as the MCP authorization spec
 //! requires, so standard clients can discover the issuer. An accepted request carries its
 //! [`Identity`] in the request extensions (as `Arc<Identity>`); rmcp passes the request's
@@ -51,7 +52,9 @@ pub fn identity_of(context: &RequestContext<RoleServer>) -> Option<Arc<Identity>
 fn is_public(auth: &Authenticator, path: &str) -> bool {
     path == METADATA_PATH
         || path == METADATA_MCP_PATH
-        || (!auth.config.protect_status && path == crate::status_api::STATUS_PATH)
+        || crate::dashboard::is_public_path(path)
+        || (!auth.config.protect_status
+            && (path == crate::status_api::STATUS_PATH || path == crate::dashboard::METRICS_PATH))
 }
 
 /// `scheme://authority` of the resource: from `resource` when configured, else the request's
@@ -83,7 +86,7 @@ async fn guard(
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
     let api_key = headers.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
-    match auth.authenticate(authorization, api_key) {
+    match auth.authenticate(authorization, api_key).await {
         Ok(identity) => {
             request.extensions_mut().insert(Arc::new(identity));
             next.run(request).await

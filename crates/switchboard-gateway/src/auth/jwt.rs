@@ -5,6 +5,8 @@
 //! with the RS256 public key" are refused as an algorithm mismatch; a token naming a `kid` that
 //! no key has is refused rather than tried against every key; `exp`, `iss` and `aud` are
 //! required and `nbf` is checked when present, with `leeway_secs` (default 30) of slack.
+//! Keys come from the configuration (`[[security.auth.jwt]]`) and from JWKS endpoints
+//! ([`super::jwks`]), under the same rules.
 
 use std::path::PathBuf;
 
@@ -70,15 +72,45 @@ impl JwtKeyConfig {
     }
 }
 
-struct Key {
+/// One verification key, bound to its one algorithm (in `validation`).
+#[derive(Clone)]
+pub struct Key {
     kid: Option<String>,
     decoding: DecodingKey,
     validation: Validation,
 }
 
-/// The compiled keys.
+impl Key {
+    pub fn new(kid: Option<String>, decoding: DecodingKey, validation: Validation) -> Key {
+        Key {
+            kid,
+            decoding,
+            validation,
+        }
+    }
+
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.kid.as_deref() == Some(kid)
+    }
+}
+
+/// The claim rules every key applies: required `exp`, `iss`, `aud` and `sub`, `nbf` when
+/// present, with the configured leeway; `algorithm` is the key's only algorithm.
+pub fn validation_for(algorithm: Algorithm, config: &AuthConfig) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = config.leeway_secs;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.set_issuer(&[&config.issuer]);
+    validation.set_audience(&[&config.audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation
+}
+
+/// The compiled keys: configured ones, and JWKS endpoints.
 pub struct JwtVerifier {
     keys: Vec<Key>,
+    jwks: Vec<super::jwks::JwksSource>,
 }
 
 /// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2: at least the hash size).
@@ -118,42 +150,51 @@ impl JwtVerifier {
                     })?
                 }
             };
-            let mut validation = Validation::new(key.algorithm.into());
-            validation.leeway = config.leeway_secs;
-            validation.validate_exp = true;
-            validation.validate_nbf = true;
-            validation.set_issuer(&[&config.issuer]);
-            validation.set_audience(&[&config.audience]);
-            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             keys.push(Key {
                 kid: key.kid.clone(),
                 decoding,
-                validation,
+                validation: validation_for(key.algorithm.into(), config),
             });
         }
-        Ok(JwtVerifier { keys })
+        let jwks = config
+            .jwks
+            .iter()
+            .map(|source| {
+                // The algorithm is set per key when the set is fetched.
+                super::jwks::JwksSource::new(
+                    source.clone(),
+                    validation_for(Algorithm::RS256, config),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(JwtVerifier { keys, jwks })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.jwks.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.keys.len()
+    /// A human summary of where keys come from, e.g. `2 keys, 1 JWKS`.
+    pub fn describe(&self) -> String {
+        match self.jwks.len() {
+            0 => format!("{} keys", self.keys.len()),
+            n => format!("{} keys, {n} JWKS", self.keys.len()),
+        }
     }
 
     /// Verifies `token`; the identity comes from `sub`, `scope`/`scp` and `roles`.
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::InvalidToken(format!("malformed token: {e}")))?;
-        let candidates: Vec<&Key> = match &header.kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .filter(|k| k.kid.as_deref() == Some(kid.as_str()))
-                .collect(),
-            None => self.keys.iter().collect(),
-        };
+        let kid = header.kid.as_deref();
+        let matches = |k: &&Key| kid.is_none_or(|kid| k.has_kid(kid));
+        let mut candidates: Vec<Key> = self.keys.iter().filter(matches).cloned().collect();
+        // JWKS keys are looked up (and fetched) only when no configured key could apply.
+        if candidates.is_empty() || kid.is_none() {
+            for source in &self.jwks {
+                candidates.extend(source.keys(kid).await.iter().filter(matches).cloned());
+            }
+        }
         if candidates.is_empty() {
             return Err(AuthError::InvalidToken(match header.kid {
                 Some(kid) => format!("unknown key id {kid:?}"),
@@ -161,7 +202,7 @@ impl JwtVerifier {
             }));
         }
         let mut last = None;
-        for key in candidates {
+        for key in &candidates {
             match jsonwebtoken::decode::<Value>(token, &key.decoding, &key.validation) {
                 Ok(data) => return identity_of(&data.claims),
                 Err(e) => last = Some(e),

@@ -18,6 +18,7 @@
 //! before (the zero-configuration `serve` says so in its banner).
 
 pub mod http;
+pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod policy;
@@ -82,6 +83,9 @@ pub struct AuthConfig {
     /// The verification keys; a token must verify with one of them.
     #[serde(default, rename = "jwt")]
     pub jwt_keys: Vec<jwt::JwtKeyConfig>,
+    /// JWKS endpoints whose keys also verify tokens ([`jwks`]).
+    #[serde(default)]
+    pub jwks: Vec<jwks::JwksConfig>,
     /// The API key store (JSON, hashes only). Default `<data dir>/api-keys.json`; API keys are
     /// accepted only when this is set or `api_keys_enabled` is true.
     #[serde(default)]
@@ -121,6 +125,7 @@ impl Default for AuthConfig {
             issuer: default_issuer(),
             audience: default_audience(),
             jwt_keys: Vec::new(),
+            jwks: Vec::new(),
             api_keys: None,
             api_keys_enabled: false,
             resource: None,
@@ -182,7 +187,7 @@ impl Authenticator {
 
     /// Verifies a request's credentials (`authorization` and `x-api-key` header values).
     /// No credentials: the anonymous identity if allowed, else [`AuthError::Missing`].
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
         authorization: Option<&str>,
         api_key: Option<&str>,
@@ -208,7 +213,7 @@ impl Authenticator {
             return store.verify(key);
         }
         match bearer {
-            Some(token) => self.jwt.verify(token),
+            Some(token) => self.jwt.verify(token).await,
             None if self.config.allow_anonymous => Ok(Identity::anonymous()),
             None => Err(AuthError::Missing),
         }
@@ -218,7 +223,7 @@ impl Authenticator {
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.jwt.is_empty() {
-            parts.push(format!("bearer JWT ({} keys)", self.jwt.len()));
+            parts.push(format!("bearer JWT ({})", self.jwt.describe()));
         }
         if self.keys.is_some() {
             parts.push("API keys".to_string());
@@ -242,6 +247,12 @@ pub struct SecurityConfig {
     /// except where a `tool:GLOB` scope narrows; absent without `auth`: no checks at all.
     #[serde(default)]
     pub authorization: Option<policy::AuthorizationConfig>,
+    /// Input validation of `tools/call` arguments ([`crate::stack::validate`]). Absent: off.
+    #[serde(default)]
+    pub validation: Option<crate::stack::validate::ValidationConfig>,
+    /// Rate limits on `tools/call` ([`crate::ratelimit`]), all applied in order. Absent: none.
+    #[serde(default)]
+    pub rate_limit: Vec<crate::ratelimit::RateLimitRule>,
 }
 
 impl SecurityConfig {

@@ -46,6 +46,8 @@ pub struct Circuit {
     threshold: u32,
     open_for: Duration,
     inner: Mutex<Inner>,
+    /// Times the circuit went from closed or half-open to open (for status and metrics).
+    opened: std::sync::atomic::AtomicU64,
 }
 
 /// What the breaker allows for one call.
@@ -62,7 +64,13 @@ impl Circuit {
             inner: Mutex::new(Inner::Closed {
                 consecutive_failures: 0,
             }),
+            opened: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Times the circuit opened since the gateway started.
+    pub fn times_opened(&self) -> u64 {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn state(&self) -> CircuitState {
@@ -144,6 +152,10 @@ impl Circuit {
             (Inner::Open { until }, true) => Inner::Open { until: *until },
         };
         if probe || !matches!(*inner, Inner::HalfOpen { .. }) {
+            if matches!(next, Inner::Open { .. }) && !matches!(*inner, Inner::Open { .. }) {
+                self.opened
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             *inner = next;
         }
     }

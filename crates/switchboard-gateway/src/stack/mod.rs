@@ -1,7 +1,13 @@
 //! The `tools/call` path as a tower stack. Each cross-cutting concern is one `Layer` in its
 //! own file; `build` composes them, outermost first, so the stack reads top to bottom:
 //!
+//! 0. [`audit`]: the durable audit record of every call, refusals included, committed before
+//!    the answer is released (on unless `[audit] enabled = false`).
+//! 0. [`observe`]: metrics and the live call stream for every call, refusals included.
 //! 0. [`authorize`]: refuse tools the caller may not use (off unless `[security]` says so).
+//! 0. [`validate`]: refuse arguments that break the tool's `inputSchema` or the size limits
+//!    (off unless `[security.validation]`).
+//! 0. [`rate_limit`]: spend the caller's budget of each matching `[[security.rate_limit]]`.
 //! 1. [`cache`]: answer opted-in tools from the result cache; coalesce identical calls.
 //! 2. [`retry`]: retry failed calls to idempotent tools, within a per-upstream budget.
 //! 3. [`circuit`]: refuse fast while an upstream's circuit is open; count failures.
@@ -10,13 +16,21 @@
 //!
 //! The request carries its upstream's run-time state, so one stack serves every upstream and
 //! per-upstream settings come from the request, not from one stack per upstream.
+//!
+//! [`trace`] wraps it all in one `tools/call` tracing span and each layer but `observe` in a
+//! child span named after it (exported as OpenTelemetry traces when configured).
 
+pub mod audit;
 pub mod authorize;
 pub mod cache;
 pub mod circuit;
 pub mod forward;
+pub mod observe;
+pub mod rate_limit;
 pub mod retry;
 pub mod timeout;
+pub mod trace;
+pub mod validate;
 
 use std::sync::Arc;
 
@@ -57,6 +71,8 @@ pub struct ToolHints {
     pub annotations: Option<ToolAnnotations>,
     /// The input schema has an `idempotency_key` property (see [`retry`]).
     pub idempotency_key: bool,
+    /// The input schema, compiled on first use (see [`validate`]).
+    pub input_schema: Option<Arc<validate::InputSchema>>,
 }
 
 impl ToolHints {
@@ -68,6 +84,9 @@ impl ToolHints {
                 .get("properties")
                 .and_then(|p| p.as_object())
                 .is_some_and(|p| p.contains_key(retry::IDEMPOTENCY_KEY)),
+            input_schema: Some(Arc::new(validate::InputSchema::new(
+                tool.input_schema.clone(),
+            ))),
         }
     }
 }
@@ -77,13 +96,24 @@ impl ToolHints {
 pub type CallService = BoxCloneSyncService<ToolCall, CallToolResponse, GatewayError>;
 
 pub fn build(retries: Arc<retry::Retries>, caches: Arc<cache::ResultCaches>) -> CallService {
-    build_secured(retries, caches, &Security::default())
+    build_secured(
+        retries,
+        caches,
+        &Security::default(),
+        Arc::new(crate::telemetry::Observer::new(Default::default())),
+    )
 }
 
 /// The security layers' compiled state; `Default` is every layer off.
 #[derive(Default, Clone)]
 pub struct Security {
     pub policies: Option<Arc<crate::auth::policy::Policies>>,
+    /// `[security.validation]`; `None`: arguments are not checked.
+    pub validation: Option<Arc<validate::ValidationConfig>>,
+    /// `[[security.rate_limit]]`; `None`: no limits.
+    pub rate_limits: Option<Arc<crate::ratelimit::RateLimits>>,
+    /// The audit log's writer; `None`: calls are not audited.
+    pub audit: Option<Arc<switchboard_audit::Auditor>>,
 }
 
 /// [`build`] with the security layers in front.
@@ -91,13 +121,32 @@ pub fn build_secured(
     retries: Arc<retry::Retries>,
     caches: Arc<cache::ResultCaches>,
     security: &Security,
+    observer: Arc<crate::telemetry::Observer>,
 ) -> CallService {
+    use trace::{Stage, stage};
     let stack = ServiceBuilder::new()
-        .layer(authorize::AuthorizeLayer::new(security.policies.clone()))
-        .layer(cache::CacheLayer::new(caches))
-        .layer(retry::RetryLayer::new(retries))
-        .layer(circuit::CircuitLayer)
-        .layer(timeout::TimeoutLayer)
-        .service(forward::Forward);
+        .layer(trace::TraceLayer)
+        .layer(stage(
+            Stage::Audit,
+            audit::AuditLayer::new(security.audit.clone()),
+        ))
+        .layer(observe::ObserveLayer::new(observer))
+        .layer(stage(
+            Stage::Authorize,
+            authorize::AuthorizeLayer::new(security.policies.clone()),
+        ))
+        .layer(stage(
+            Stage::Validate,
+            validate::ValidateLayer::new(security.validation.clone()),
+        ))
+        .layer(stage(
+            Stage::RateLimit,
+            rate_limit::RateLimitLayer::new(security.rate_limits.clone()),
+        ))
+        .layer(stage(Stage::Cache, cache::CacheLayer::new(caches)))
+        .layer(stage(Stage::Retry, retry::RetryLayer::new(retries)))
+        .layer(stage(Stage::Circuit, circuit::CircuitLayer))
+        .layer(stage(Stage::Timeout, timeout::TimeoutLayer))
+        .service(trace::Staged::new(Stage::Forward, forward::Forward));
     BoxCloneSyncService::new(stack)
 }

@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 
 pub use sse_client::{SseClientError, SseClientTransport};
 pub use stdio::{
-    ProcessGroupChild, ShutdownOutcome, ShutdownTimeouts, StdioCommand, process_group_alive,
+    ProcessGroupChild, ShutdownOutcome, ShutdownTimeouts, StdioCommand, live_children,
+    process_group_alive,
 };
 
 /// Where an upstream MCP server is and how to reach it.

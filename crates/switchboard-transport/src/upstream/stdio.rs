@@ -16,7 +16,13 @@
 //! (target `upstream`), bounded per line, and always drained so the child never blocks on a
 //! full pipe.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    process::Stdio,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
 
 use rmcp::{
     RoleClient,
@@ -28,6 +34,15 @@ use tokio::{
     io::AsyncReadExt,
     process::{Child, ChildStderr, ChildStdin, ChildStdout},
 };
+
+/// Children spawned by this process whose handle is still alive (not yet shut down or
+/// dropped), for the gateway's metrics.
+static LIVE_CHILDREN: AtomicUsize = AtomicUsize::new(0);
+
+/// How many stdio upstream children this process is running now.
+pub fn live_children() -> usize {
+    LIVE_CHILDREN.load(Ordering::Relaxed)
+}
 
 /// How long each shutdown step may take; see the module docs for the sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +123,7 @@ impl ProcessGroupChild {
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(forward_stderr(stderr, name.to_owned(), max_stderr_line));
         }
+        LIVE_CHILDREN.fetch_add(1, Ordering::Relaxed);
         Ok(Self {
             stdin: child.stdin.take(),
             stdout: child.stdout.take(),
@@ -189,6 +205,7 @@ pub fn process_group_alive(pgid: i32) -> bool {
 
 impl Drop for ProcessGroupChild {
     fn drop(&mut self) {
+        LIVE_CHILDREN.fetch_sub(1, Ordering::Relaxed);
         if !self.done {
             // No orderly shutdown happened: do not leave the group running. tokio reaps the
             // killed leader in the background.

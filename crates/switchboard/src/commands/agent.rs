@@ -1,5 +1,7 @@
 //! `switchboard agent run`: one task through the agent runner (`switchboard-agent`), printing
-//! the streamed answer on stdout and tool calls on stderr as they happen.
+//! the streamed answer on stdout and tool calls on stderr as they happen. `switchboard agent
+//! chat`: the same agent in a conversation that keeps its history, its MCP sources connected
+//! once for the whole session.
 //!
 //! The model endpoint comes from `--base-url`/`--api-key` or `OPENAI_BASE_URL`/
 //! `OPENAI_API_KEY`; without either the error says exactly what to set (for Ollama,
@@ -17,7 +19,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use switchboard_agent::{
     Agent, AgentFile, ApprovalDecision, ModelConfig, RunConfig, RunEvent, Runner, Source,
-    ToolOutcome,
+    ToolOutcome, Toolbox,
 };
 use switchboard_transport::Upstream;
 
@@ -41,12 +43,15 @@ const BUILTIN_AGENTS: &[(&str, &str)] = &[
 pub enum AgentCommand {
     /// Run one task: `switchboard agent run --agent data-analyst "Which customer spent most?"`.
     Run(Box<RunArgs>),
+    /// An interactive conversation with history (`/reset`, `/tools`, `/exit`); reads stdin.
+    Chat(Box<AgentArgs>),
     /// List the built-in demo agents and their example tasks.
     List,
 }
 
+/// The agent, its sources, the model endpoint and the run limits (`run` and `chat`).
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct AgentArgs {
     /// A built-in agent (file-manager, data-analyst, crm-assistant), `agents/NAME.toml`, or a
     /// TOML file.
     #[arg(long, conflicts_with = "instructions")]
@@ -71,7 +76,7 @@ pub struct RunArgs {
     /// The API key (local servers need none).
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Model turns before giving up.
+    /// Model turns before giving up (per task, or per message in a chat).
     #[arg(long, default_value_t = switchboard_agent::runner::DEFAULT_MAX_TURNS)]
     pub max_turns: usize,
     /// Deadline of one tool call, in seconds.
@@ -81,6 +86,12 @@ pub struct RunArgs {
     /// Without it, such calls are asked at the terminal, or refused when stdin is not one.
     #[arg(long)]
     pub approve_all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// Print the full RunResult as JSON at the end instead of streaming text.
     #[arg(long)]
     pub json: bool,
@@ -108,6 +119,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AgentCommand::Run(args) => run_task(*args).await,
+        AgentCommand::Chat(args) => chat(*args).await,
     }
 }
 
@@ -211,7 +223,8 @@ fn ask(request: &switchboard_agent::ApprovalRequest) -> ApprovalDecision {
     }
 }
 
-async fn run_task(args: RunArgs) -> anyhow::Result<()> {
+/// The agent `args` describe, with its sources, and its definition file when it has one.
+fn build_agent(args: &AgentArgs) -> anyhow::Result<(Agent, Option<AgentFile>)> {
     let (mut agent, file) = match (&args.agent, &args.instructions) {
         (Some(spec), _) => {
             let (agent, file) = load_agent(spec)?;
@@ -229,18 +242,12 @@ async fn run_task(args: RunArgs) -> anyhow::Result<()> {
     if let Some(model) = &args.model {
         agent.model = model.clone();
     }
-    let task = match args.example {
-        Some(n) => file
-            .as_ref()
-            .and_then(|f| f.examples.get(n.wrapping_sub(1)))
-            .cloned()
-            .with_context(|| format!("the agent has no example {n}"))?,
-        None => args.task.join(" "),
-    };
-    if task.trim().is_empty() {
-        bail!("no task: give one as the last argument, or --example N with --agent");
-    }
+    Ok((agent, file))
+}
 
+/// The runner for `args`: the model endpoint (or the error saying what to set), limits, and
+/// the approval policy (`--approve-all`, else a terminal prompt, else refuse).
+fn build_runner(args: &AgentArgs) -> anyhow::Result<Runner> {
     let model = ModelConfig::resolve(args.base_url.clone(), args.api_key.clone())?;
     let interactive = std::io::stdin().is_terminal();
     let approve_all = args.approve_all;
@@ -269,44 +276,71 @@ async fn run_task(args: RunArgs) -> anyhow::Result<()> {
         })),
         ..RunConfig::default()
     };
-    let runner = Runner::new(model, config)?;
-    let mut stream = runner.run_streamed(&agent, &task);
-    let mut stdout = std::io::stdout();
-    while let Some(event) = stream.next_event().await {
-        if args.json {
-            continue;
+    Ok(Runner::new(model, config)?)
+}
+
+/// Prints one run event: answer text on stdout, tool activity on stderr.
+fn print_event(event: RunEvent) {
+    match event {
+        RunEvent::TextDelta { text } => {
+            let mut stdout = std::io::stdout();
+            let _ = write!(stdout, "{text}");
+            let _ = stdout.flush();
         }
-        match event {
-            RunEvent::TextDelta { text } => {
-                let _ = write!(stdout, "{text}");
-                let _ = stdout.flush();
-            }
-            RunEvent::ToolCallStarted {
-                name, arguments, ..
-            } => {
-                eprintln!("\n→ {name} {arguments} …");
-            }
-            RunEvent::ToolCallFinished {
-                name,
-                outcome,
-                output,
-                ..
-            } => {
-                let mark = match outcome {
-                    ToolOutcome::Success => "✓",
-                    ToolOutcome::Error => "✗ error",
-                    ToolOutcome::Refused => "⊘ refused",
-                    ToolOutcome::Failed => "✗ failed",
-                };
-                let preview: String = output.chars().take(160).collect();
-                eprintln!("← {name} {mark}: {}", preview.replace('\n', " "));
-            }
-            RunEvent::ModelRetry { attempt, error } => {
-                eprintln!("(model request failed, retry {attempt}: {error})");
-            }
-            RunEvent::TurnStarted { .. }
-            | RunEvent::ApprovalRequested { .. }
-            | RunEvent::ApprovalResolved { .. } => {}
+        RunEvent::ToolCallStarted {
+            name, arguments, ..
+        } => {
+            eprintln!("\n→ {name} {arguments} …");
+        }
+        RunEvent::ToolCallFinished {
+            name,
+            outcome,
+            output,
+            ..
+        } => {
+            let mark = match outcome {
+                ToolOutcome::Success => "✓",
+                ToolOutcome::Error => "✗ error",
+                ToolOutcome::Refused => "⊘ refused",
+                ToolOutcome::Failed => "✗ failed",
+            };
+            let preview: String = output.chars().take(160).collect();
+            eprintln!("← {name} {mark}: {}", preview.replace('\n', " "));
+        }
+        RunEvent::ModelRetry { attempt, error } => {
+            eprintln!("(model request failed, retry {attempt}: {error})");
+        }
+        RunEvent::TurnStarted { .. }
+        | RunEvent::ApprovalRequested { .. }
+        | RunEvent::ApprovalResolved { .. } => {}
+    }
+}
+
+fn print_usage(result: &switchboard_agent::RunResult) {
+    eprintln!(
+        "[{} turn(s), {} request(s), {} tokens]",
+        result.turns, result.usage.requests, result.usage.total_tokens
+    );
+}
+
+async fn run_task(args: RunArgs) -> anyhow::Result<()> {
+    let (agent, file) = build_agent(&args.agent)?;
+    let task = match args.example {
+        Some(n) => file
+            .as_ref()
+            .and_then(|f| f.examples.get(n.wrapping_sub(1)))
+            .cloned()
+            .with_context(|| format!("the agent has no example {n}"))?,
+        None => args.task.join(" "),
+    };
+    if task.trim().is_empty() {
+        bail!("no task: give one as the last argument, or --example N with --agent");
+    }
+    let runner = build_runner(&args.agent)?;
+    let mut stream = runner.run_streamed(&agent, &task);
+    while let Some(event) = stream.next_event().await {
+        if !args.json {
+            print_event(event);
         }
     }
     let result = stream.finish().await?;
@@ -314,12 +348,94 @@ async fn run_task(args: RunArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
         println!();
-        eprintln!(
-            "[{} turn(s), {} request(s), {} tokens]",
-            result.turns, result.usage.requests, result.usage.total_tokens
-        );
+        print_usage(&result);
     }
     Ok(())
+}
+
+/// One line of stdin, read on the blocking pool through std's shared buffer (the approval
+/// prompt reads the same buffer, so piped input is never read ahead and lost); `None` at EOF.
+async fn read_line() -> anyhow::Result<Option<String>> {
+    let (read, line) = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|n| (n, line))
+    })
+    .await
+    .context("stdin reader")?
+    .context("reading stdin")?;
+    Ok((read > 0).then_some(line))
+}
+
+async fn chat(args: AgentArgs) -> anyhow::Result<()> {
+    let (agent, file) = build_agent(&args)?;
+    let runner = build_runner(&args)?;
+    let config = runner.config();
+    let toolbox = Toolbox::connect(&agent.sources, &config.connect, config.cache_tools).await?;
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!(
+            "chatting with {} (model {}); /tools lists tools, /reset forgets, /exit ends",
+            agent.name, agent.model
+        );
+        if let Some(example) = file.as_ref().and_then(|f| f.examples.first()) {
+            eprintln!("try: {}", example.trim().replace('\n', " "));
+        }
+    }
+    let outcome = chat_loop(&runner, &toolbox, &agent, interactive).await;
+    toolbox.shutdown().await;
+    outcome
+}
+
+async fn chat_loop(
+    runner: &Runner,
+    toolbox: &Toolbox,
+    agent: &Agent,
+    interactive: bool,
+) -> anyhow::Result<()> {
+    let mut history = Vec::new();
+    loop {
+        if interactive {
+            eprint!("\nyou> ");
+            let _ = std::io::stderr().flush();
+        }
+        let Some(line) = read_line().await? else {
+            return Ok(());
+        };
+        let input = line.trim();
+        match input {
+            "" => continue,
+            "/exit" | "/quit" => return Ok(()),
+            "/reset" => {
+                history.clear();
+                eprintln!("(history cleared)");
+                continue;
+            }
+            "/tools" => {
+                for tool in toolbox.tools(agent).await? {
+                    eprintln!("  {}", tool.exposed);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let run = runner.run_in(toolbox, agent, history.clone(), input, Some(events));
+        let print = async {
+            while let Some(event) = received.recv().await {
+                print_event(event);
+            }
+        };
+        let (result, ()) = tokio::join!(run, print);
+        println!();
+        match result {
+            Ok(result) => {
+                print_usage(&result);
+                history = result.messages;
+            }
+            // The conversation goes on after a failed message; its history is unchanged.
+            Err(err) => eprintln!("error: {err}"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,10 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
                     (Some(BuiltinServer::Sql { .. }), _) => String::from("builtin sql"),
                     (Some(BuiltinServer::Crm { .. }), _) => String::from("builtin crm"),
                     (Some(BuiltinServer::Echo), _) => String::from("builtin echo"),
+                    (None, None) if upstream.openapi.is_some() => format!(
+                        "openapi {}",
+                        upstream.openapi.as_ref().map_or("", |o| o.spec.as_str())
+                    ),
                     (_, Some(Upstream::Stdio { command, args, .. })) => {
                         format!("stdio {command} {}", args.join(" "))
                     }

@@ -1,10 +1,12 @@
 //! The command-line surface. Each subcommand is one module; `run` dispatches.
 
 mod agent;
+mod audit;
 mod bench;
 mod call;
 mod config;
 mod key;
+mod openapi;
 mod serve;
 mod server;
 mod status;
@@ -84,6 +86,11 @@ pub enum Command {
     /// Create, list and revoke the gateway's API keys (stored as hashes only).
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Work with OpenAPI documents: `openapi inspect SPEC` shows the tools one would become.
+    #[command(subcommand)]
+    Openapi(openapi::OpenApiCommand),
+    /// Query the gateway's audit log (`--since 1h --tool 'crm__*'`), or `prune --older-than 30d`.
+    Audit(audit::AuditArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -99,6 +106,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(command) => agent::run(command).await,
         Command::Token(command) => token::run(command),
         Command::Key(command) => key::run(command),
+        Command::Openapi(command) => openapi::run(command).await,
+        Command::Audit(args) => audit::run(args).await,
     }
 }
 

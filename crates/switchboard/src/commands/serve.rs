@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// Serve the gateway over stdio instead of HTTP (for a desktop client that launches it).
     #[arg(long)]
     pub stdio: bool,
+    /// With --stdio and `[security.auth]`: the bearer JWT or API key the stdio client acts as
+    /// (stdio carries no headers, so it is checked once, at start).
+    #[arg(long, env = "SWITCHBOARD_CREDENTIAL", hide_env_values = true, requires = "stdio")]
+    pub credential: Option<String>,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -68,7 +72,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let gateway = Arc::new(Gateway::new(config)?);
+    // `[audit]` (on by default): each tools/call is committed to the log before its answer.
+    let auditor = switchboard_audit::Auditor::open(&config.audit, &args.data_dir)
+        .await
+        .context("[audit]")?;
+    if let Some(auditor) = &auditor {
+        eprintln!("audit log: {}", auditor.location());
+    }
+    let gateway = Arc::new(Gateway::with_audit(config, auditor.clone())?);
     let unreachable = gateway.start().await?;
     for (name, err) in &unreachable {
         tracing::warn!(upstream = %name, %err, "upstream unreachable at start; it will be retried");
@@ -76,6 +87,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = GatewayServer::new(gateway.clone());
 
     let outcome = if args.stdio {
+        let server = match (&authenticator, &args.credential) {
+            (Some(auth), Some(credential)) => {
+                let identity = auth
+                    .authenticate(Some(&format!("Bearer {credential}")), None)
+                    .await
+                    .context("--credential (SWITCHBOARD_CREDENTIAL) was refused")?;
+                eprintln!("stdio client authenticated as {:?}", identity.subject);
+                server.with_transport_identity(identity)
+            }
+            (Some(auth), None) if !auth.config.allow_anonymous => anyhow::bail!(
+                "[security.auth] refuses anonymous callers, and stdio carries no credentials: \
+                 give the stdio client's bearer JWT or API key with --credential or \
+                 SWITCHBOARD_CREDENTIAL"
+            ),
+            (None, Some(_)) => {
+                anyhow::bail!("--credential needs [security.auth] in the gateway configuration")
+            }
+            _ => server,
+        };
         eprintln!("switchboard gateway ({source}) serving MCP over stdio");
         switchboard_transport::serve_stdio(server)
             .await
@@ -83,13 +113,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         // `/api/status` beside `/mcp` and `/sse`, behind the same Host/Origin checks.
         let limits = args.http.http_limits();
-        let status = switchboard_gateway::status_api::router(
-            gateway.clone(),
-            switchboard_transport::guard::HostOriginPolicy {
-                allowed_hosts: limits.allowed_hosts,
-                allowed_origins: limits.allowed_origins,
-            },
-        );
+        let policy = switchboard_transport::guard::HostOriginPolicy {
+            allowed_hosts: limits.allowed_hosts,
+            allowed_origins: limits.allowed_origins,
+        };
+        // The dashboard, /healthz, /readyz, /metrics and the call stream, likewise guarded.
+        let status =
+            switchboard_gateway::status_api::router(gateway.clone(), policy.clone()).merge(
+                switchboard_gateway::dashboard::router(gateway.clone(), policy.clone()),
+            );
+        // `/api/audit`, likewise guarded (and behind authentication when it is on).
+        let status = match &auditor {
+            Some(auditor) => status.merge(switchboard_gateway::audit_api::router(
+                auditor.clone(),
+                policy.clone(),
+            )),
+            None => status,
+        };
         let wrap_auth = authenticator.clone();
         let http = switchboard_transport::serve_http_wrapped(
             move || Ok(server.clone()),
@@ -97,12 +137,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             HttpRoutes::All,
             &args.http.http_limits(),
             status,
-            move |router| match wrap_auth {
-                Some(auth) => switchboard_gateway::auth::http::protect(router, auth),
-                None => router,
+            move |router| {
+                // The dashboard's own requests (same origin) pass the Origin checks.
+                let router = switchboard_gateway::dashboard::allow_same_origin(router, policy);
+                match wrap_auth {
+                    Some(auth) => switchboard_gateway::auth::http::protect(router, auth),
+                    None => router,
+                }
             },
         )
         .await?;
+        gateway.observer().attach_http(http.stats.clone());
         eprintln!("listening on http://{}/mcp", http.local_addr);
         eprintln!("listening on http://{}/sse", http.local_addr);
         print_banner(
@@ -113,14 +158,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             authenticator.as_deref(),
         );
         let stop = http.cancellation_token();
+        let observer = gateway.observer().clone();
         tokio::spawn(async move {
             shutdown_signal().await;
+            // Open call streams would otherwise hold up the graceful shutdown.
+            observer.close_streams();
             stop.cancel();
         });
         http.wait().await.map_err(anyhow::Error::from)
     };
     // Whatever ended serving, end every upstream (stdio children with their process groups).
     gateway.shutdown().await;
+    // Then commit what is still queued and close the audit store.
+    if let Some(auditor) = &auditor {
+        auditor.shutdown().await;
+    }
     outcome
 }
 
@@ -136,6 +188,8 @@ fn print_banner(
     eprintln!("Switchboard gateway ({source})");
     eprintln!("  MCP (Streamable HTTP, 2026-07-28 and session era): http://{addr}/mcp");
     eprintln!("  MCP (legacy HTTP+SSE, 2024-11-05):                 http://{addr}/sse");
+    eprintln!("  Dashboard:                                         http://{addr}/");
+    eprintln!("  Metrics: http://{addr}/metrics   Health: http://{addr}/healthz, /readyz");
     eprintln!(
         "  {tools} tools from {} upstreams:",
         gateway.upstreams().len()

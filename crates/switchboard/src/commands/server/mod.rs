@@ -6,6 +6,7 @@
 mod crm;
 mod echo;
 mod fs;
+mod openapi;
 mod sql;
 
 use std::net::SocketAddr;
@@ -24,6 +25,8 @@ pub enum ServerCommand {
     Sql(sql::SqlArgs),
     /// A minimal server with one `echo` tool, for benchmarks and checks.
     Echo(echo::EchoArgs),
+    /// A REST service's OpenAPI document as MCP tools, one per operation.
+    Openapi(openapi::OpenApiArgs),
 }
 
 pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
@@ -32,6 +35,7 @@ pub async fn run(command: ServerCommand) -> anyhow::Result<()> {
         ServerCommand::Crm(args) => crm::run(args).await,
         ServerCommand::Sql(args) => sql::run(args).await,
         ServerCommand::Echo(args) => echo::run(args).await,
+        ServerCommand::Openapi(args) => openapi::run(args).await,
     }
 }
 

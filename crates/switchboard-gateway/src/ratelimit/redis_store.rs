@@ -1,0 +1,115 @@
+//! The Redis backend of the rate limits: one GCRA decision per call, made by one Lua script so
+//! that reading and updating the bucket is atomic however many gateways share it.
+//!
+//! The bucket is one string key holding the theoretical arrival time (TAT) in microseconds of
+//! Redis's own clock (`TIME`), with a TTL of the time until the bucket is full again, so idle
+//! keys disappear by themselves. Needs Redis 5 or newer (scripts that write after `TIME`).
+
+use std::{sync::Mutex, time::Duration};
+
+use redis::{
+    Client, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+/// `KEYS[1]`: the bucket. `ARGV[1]`: emission interval (µs), `ARGV[2]`: burst (the limit).
+/// Returns `{1, 0}` when the call conforms (and records it), else `{0, µs until it would}`.
+const GCRA: &str = r#"
+local emission = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now) or now
+if tat < now then tat = now end
+local new_tat = tat + emission
+local allow_at = new_tat - emission * burst
+if allow_at > now then
+  return {0, allow_at - now}
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, 0}
+"#;
+
+/// Why Redis could not decide.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected reply from the rate-limit script: {0:?}")]
+    Reply(Vec<i64>),
+}
+
+/// Checks a Redis URL without connecting.
+pub fn parse_url(url: &str) -> Result<Client, String> {
+    // The URL may hold a password: the error names the problem, never the URL.
+    Client::open(url).map_err(|e| format!("redis_url is not a valid Redis URL: {e}"))
+}
+
+/// One Redis server, shared by every rule that names it.
+pub struct RedisStore {
+    client: Client,
+    /// Bound of one decision, connecting included.
+    timeout: Duration,
+    /// Created on first use (it needs the runtime); reconnects by itself after failures.
+    manager: Mutex<Option<ConnectionManager>>,
+    script: Script,
+}
+
+impl RedisStore {
+    pub fn new(url: &str, timeout: Duration) -> Result<RedisStore, String> {
+        Ok(RedisStore {
+            client: parse_url(url)?,
+            timeout,
+            manager: Mutex::new(None),
+            script: Script::new(GCRA),
+        })
+    }
+
+    fn manager(&self) -> Result<ConnectionManager, StoreError> {
+        let mut guard = self
+            .manager
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(manager) = guard.as_ref() {
+            return Ok(manager.clone());
+        }
+        // One connection attempt per decision (no retry loop inside the manager): the timeout
+        // bounds the decision, and the next decision tries again.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
+        *guard = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// Spends one cell of `key`'s bucket: `None` when the call conforms, else how long until
+    /// it would.
+    pub async fn gcra(
+        &self,
+        key: &str,
+        emission_us: u64,
+        burst: u32,
+    ) -> Result<Option<Duration>, StoreError> {
+        let mut connection = self.manager()?;
+        let invocation = async {
+            self.script
+                .key(key)
+                .arg(emission_us)
+                .arg(burst)
+                .invoke_async::<Vec<i64>>(&mut connection)
+                .await
+        };
+        let reply = tokio::time::timeout(self.timeout, invocation)
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))??;
+        match reply.as_slice() {
+            [1, _] => Ok(None),
+            [0, wait_us] if *wait_us >= 0 => Ok(Some(Duration::from_micros(*wait_us as u64))),
+            _ => Err(StoreError::Reply(reply)),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! `switchboard agent run` and `agent chat`, the real binary against a scripted
+//! OpenAI-compatible endpoint on loopback: through a running `switchboard serve` gateway, with
+//! a conversation's history kept across messages, and with no model endpoint configured.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{BIN, spawn_listening};
+use serde_json::{Value, json};
+use switchboard_agent::scripted::{Dynamic, Reply, ScriptedModel, calls, text, tool_messages};
+use tokio::io::AsyncWriteExt;
+
+const HIGHEST: &str = "SELECT c.name, SUM(o.amount) AS total FROM customers c \
+                       JOIN orders o ON o.customer_id = c.id GROUP BY c.id ORDER BY total DESC LIMIT 1";
+
+/// An answer that quotes the customer the real `query` result named.
+fn quote_top_customer() -> Dynamic {
+    Box::new(|request: &Value| {
+        let fed = tool_messages(request)
+            .first()
+            .and_then(|m| m["content"].as_str().map(String::from))
+            .unwrap_or_default();
+        let name = if fed.contains("Trần Thị Bình") {
+            "Trần Thị Bình"
+        } else {
+            "nobody"
+        };
+        text(&format!("The top customer is {name}."))
+    })
+}
+
+fn agent_command(cwd: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(BIN);
+    command
+        .current_dir(cwd)
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("SWITCHBOARD_AGENT_MODEL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+fn tool_names(request: &Value) -> Vec<String> {
+    request["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|t| t["function"]["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn agent_run_uses_the_tools_of_a_running_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let gateway = spawn_listening(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+        dir.path(),
+    )
+    .await;
+    let (model_url, model) = ScriptedModel::start(vec![
+        Reply::Chunks(calls(&[("call_1", "sql__query", json!({"sql": HIGHEST}))])),
+        Reply::Dynamic(quote_top_customer()),
+    ])
+    .await
+    .expect("scripted model");
+
+    let output = agent_command(dir.path())
+        .args([
+            "agent",
+            "run",
+            "--agent",
+            "data-analyst",
+            "--gateway",
+            &gateway.mcp,
+            "--base-url",
+            &model_url,
+            "--model",
+            "scripted",
+            "--json",
+            "Which customer has the highest total order value?",
+        ])
+        .output()
+        .await
+        .expect("run the agent");
+    assert!(
+        output.status.success(),
+        "agent run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).expect("--json prints RunResult");
+    assert_eq!(result["final_output"], "The top customer is Trần Thị Bình.");
+    assert_eq!(result["turns"], 2);
+
+    let requests = model.requests();
+    assert_eq!(requests.len(), 2, "one tool turn, one answer turn");
+    // The gateway's aggregate catalog, under its names: every built-in server is there.
+    let names = tool_names(&requests[0]);
+    for expected in ["sql__query", "crm__search_contacts", "fs__read_text_file"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let fed = tool_messages(&requests[1]);
+    assert_eq!(fed.len(), 1);
+    assert_eq!(fed[0]["tool_call_id"], "call_1");
+    assert!(
+        fed[0]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Trần Thị Bình")),
+        "the real row reached the model: {}",
+        fed[0]
+    );
+}
+
+#[tokio::test]
+async fn agent_chat_keeps_the_conversation_across_messages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (model_url, model) = ScriptedModel::start(vec![
+        Reply::Chunks(calls(&[("call_1", "sql__query", json!({"sql": HIGHEST}))])),
+        Reply::Dynamic(quote_top_customer()),
+        Reply::Chunks(text("Yes, that was from the orders table.")),
+    ])
+    .await
+    .expect("scripted model");
+
+    let mut chat = agent_command(dir.path())
+        .args([
+            "agent",
+            "chat",
+            "--server",
+            "builtin:sql",
+            "--base-url",
+            &model_url,
+            "--model",
+            "scripted",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start agent chat");
+    let mut stdin = chat.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"Who spent most?\n/tools\nWas that from the orders table?\n")
+        .await
+        .expect("write the conversation");
+    // EOF ends the chat.
+    drop(stdin);
+    let output = chat.wait_with_output().await.expect("chat ends at EOF");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "agent chat failed: {stderr}");
+    assert!(
+        stdout.contains("The top customer is Trần Thị Bình."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Yes, that was from the orders table."),
+        "{stdout}"
+    );
+    // Tool activity goes to stderr, and so does `/tools`.
+    assert!(stderr.contains("→ sql__query"), "{stderr}");
+    assert!(stderr.contains("  sql__describe_table"), "{stderr}");
+
+    let requests = model.requests();
+    assert_eq!(requests.len(), 3);
+    // The second message is sent with the whole first exchange before it.
+    let roles: Vec<&str> = requests[2]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "assistant", "tool", "assistant", "user"]
+    );
+    let messages = &requests[2]["messages"];
+    assert_eq!(messages[1]["content"], "Who spent most?");
+    assert_eq!(messages[4]["content"], "The top customer is Trần Thị Bình.");
+    assert_eq!(messages[5]["content"], "Was that from the orders table?");
+}
+
+#[tokio::test]
+async fn agent_without_a_model_endpoint_says_what_to_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = agent_command(dir.path())
+        .args(["agent", "run", "--server", "builtin:sql", "hello"])
+        .output()
+        .await
+        .expect("run the agent");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("OPENAI_BASE_URL"), "{stderr}");
+    assert!(stderr.contains("OPENAI_API_KEY"), "{stderr}");
+}

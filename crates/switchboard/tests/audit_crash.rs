@@ -1,0 +1,241 @@
+//! The audit log's durability promise, against the real binary: **no acknowledged call lacks
+//! a record**, even when the gateway is killed with SIGKILL mid-traffic.
+//!
+//! Concurrent clients call `echo__echo`, each with a unique message, and note every call whose
+//! answer they received. Once enough answers are in, one more call is parked in an upstream (a
+//! read of a FIFO nobody writes: it is in flight for certain once the FIFO's writer opens),
+//! and the gateway is killed with SIGKILL. It is restarted on the same store and
+//! `GET /api/audit` must list every acknowledged message. On SQLite (the default store under
+//! the data directory) and on PostgreSQL (`SWITCHBOARD_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`, in a throwaway schema).
+
+mod common;
+
+use std::{collections::HashSet, path::Path};
+
+use common::{Listening, spawn_listening};
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection, Executor};
+
+const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// Concurrent clients.
+const CLIENTS: usize = 8;
+/// Acknowledged calls before the kill.
+const ACKED_BEFORE_KILL: usize = 120;
+
+fn pg_base() -> String {
+    std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").unwrap_or_else(|_| PG_DEFAULT.into())
+}
+
+fn with_param(url: &str, param: &str) -> String {
+    if url.contains('?') {
+        format!("{url}&{param}")
+    } else {
+        format!("{url}?{param}")
+    }
+}
+
+fn config(dir: &Path, audit: &str) -> std::path::PathBuf {
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).expect("files");
+    let text = format!(
+        r#"
+[[upstream]]
+name = "echo"
+builtin = {{ server = "echo" }}
+[[upstream]]
+name = "fs"
+builtin = {{ server = "fs", roots = ["{files}"] }}
+
+[audit]
+{audit}
+"#,
+        files = files.display()
+    );
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+async fn serve(dir: &Path, config: &Path) -> Listening {
+    let config = config.display().to_string();
+    let data = dir.join("data").display().to_string();
+    spawn_listening(
+        &[
+            "serve",
+            "--config",
+            &config,
+            "--data-dir",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir,
+    )
+    .await
+}
+
+/// One client calling until the gateway goes away; sends each acknowledged message.
+async fn caller(
+    mcp: String,
+    id: usize,
+    marker: String,
+    acked: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let client = common::client(&mcp).await;
+    for i in 0.. {
+        let message = format!("{marker}-{id}-{i}");
+        let request = CallToolRequestParams::new("echo__echo")
+            .with_arguments(common::args(json!({ "message": message })));
+        match client.call_tool(request).await {
+            Ok(result) if result.is_error != Some(true) => {
+                if acked.send(message).is_err() {
+                    return;
+                }
+            }
+            // The gateway is gone (or refused): this call was not acknowledged.
+            _ => return,
+        }
+    }
+}
+
+async fn crash_and_check(dir: &Path, config: &Path) {
+    let marker = format!("m{}", uuid::Uuid::new_v4().simple());
+    let mut gateway = serve(dir, config).await;
+
+    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel();
+    let callers: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            tokio::spawn(caller(
+                gateway.mcp.clone(),
+                id,
+                marker.clone(),
+                ack_tx.clone(),
+            ))
+        })
+        .collect();
+    drop(ack_tx);
+    let mut acked = HashSet::new();
+    while acked.len() < ACKED_BEFORE_KILL {
+        let message = ack_rx
+            .recv()
+            .await
+            .expect("callers stopped before enough calls");
+        acked.insert(message);
+    }
+
+    // A call certainly in flight: the upstream blocks opening the FIFO until a writer does.
+    let fifo = dir.join("files/pipe");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let parked = {
+        let client = common::client(&gateway.mcp).await;
+        tokio::spawn(async move {
+            let request = CallToolRequestParams::new("fs__read_text_file")
+                .with_arguments(common::args(json!({ "path": "pipe" })));
+            let answer = client.call_tool(request).await;
+            drop(client);
+            answer
+        })
+    };
+    let writer = tokio::task::spawn_blocking(move || std::fs::File::create(&fifo))
+        .await
+        .expect("join")
+        .expect("open the FIFO for writing");
+
+    gateway.child.start_kill().expect("SIGKILL");
+    gateway.child.wait().await.expect("reap");
+    drop(writer);
+
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+    while let Some(message) = ack_rx.recv().await {
+        acked.insert(message);
+    }
+    assert!(
+        parked.await.expect("join").is_err(),
+        "the parked call cannot have been answered by a killed gateway"
+    );
+
+    // Restart on the same store; every acknowledged call must be there.
+    let restarted = serve(dir, config).await;
+    let url = format!("{}/api/audit?tool=echo__echo&limit=10000", restarted.base);
+    let document: Value = reqwest::get(&url)
+        .await
+        .expect("GET /api/audit")
+        .error_for_status()
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    let recorded: HashSet<String> = document["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["arguments"]["message"].as_str())
+        .filter(|m| m.starts_with(&marker))
+        .map(str::to_string)
+        .collect();
+    let missing: Vec<&String> = acked.difference(&recorded).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged calls have no audit record: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+    eprintln!(
+        "{} acknowledged calls, {} records (unacknowledged calls may also be recorded)",
+        acked.len(),
+        recorded.len()
+    );
+    drop(restarted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_keeps_every_acknowledged_call_through_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), "");
+    crash_and_check(dir.path(), &config).await;
+    assert!(dir.path().join("data/audit.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_keeps_every_acknowledged_call_through_sigkill() {
+    let base = pg_base();
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {base} ({e}); start it (e.g. `.ci/services`) or set \
+             SWITCHBOARD_TEST_POSTGRES_URL"
+        )
+    });
+    let schema = format!("sb_audit_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .await
+        .expect("create schema");
+    let url = with_param(&base, &format!("options=-c%20search_path%3D{schema}"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(
+        dir.path(),
+        &format!("store = \"postgres\"\nurl = \"{url}\""),
+    );
+    crash_and_check(dir.path(), &config).await;
+
+    let in_schema: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM {schema}.audit_log"
+    )))
+    .fetch_one(&mut admin)
+    .await
+    .expect("count");
+    assert!(in_schema >= ACKED_BEFORE_KILL as i64);
+    admin
+        .execute(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .await
+        .expect("drop schema");
+}
