@@ -269,7 +269,7 @@ impl Redactor {
     fn is_secret(&self, key: &str, tool_fields: &[&str]) -> bool {
         let key = normalise_key(key);
         SECRET_KEY_FRAGMENTS.iter().any(|f| key.contains(f))
-            || self.extra_keys.iter().any(|k| *k == key)
+            || self.extra_keys.contains(&key)
             || tool_fields.contains(&key.as_str())
     }
 

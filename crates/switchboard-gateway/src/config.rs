@@ -407,6 +407,12 @@ impl GatewayConfig {
                 })?;
         }
         crate::ratelimit::validate(&self.security.rate_limit)?;
+        if let Some(otlp) = &self.observability.otlp {
+            otlp.validate().map_err(|message| ConfigError::Invalid {
+                upstream: "observability.otlp".into(),
+                message,
+            })?;
+        }
         self.audit.validate().map_err(|e| ConfigError::Invalid {
             upstream: "audit".into(),
             message: e.to_string(),

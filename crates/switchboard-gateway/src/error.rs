@@ -43,6 +43,9 @@ pub enum GatewayError {
     /// The client cancelled the request (or went away) before the upstream answered.
     #[error("the request to upstream {upstream:?} was cancelled by the client")]
     Cancelled { upstream: String },
+    /// A new configuration could not be applied; the running one is unchanged.
+    #[error("the new configuration was not applied: {message}")]
+    Reload { message: String },
     /// Authorization refused the call ([`crate::stack::authorize`]); a JSON-RPC error.
     #[error("tool {tool:?} is not permitted for {subject:?}: {reason}")]
     Forbidden {
@@ -110,6 +113,7 @@ impl GatewayError {
             GatewayError::Rpc { .. } => "upstream_rpc_error",
             GatewayError::Cancelled { .. } => "cancelled",
             GatewayError::Forbidden { .. } => "forbidden",
+            GatewayError::Reload { .. } => "reload_failed",
             GatewayError::InvalidArguments { .. } => "invalid_arguments",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::RateLimitUnavailable { .. } => "rate_limit_unavailable",

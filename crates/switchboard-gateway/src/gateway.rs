@@ -21,9 +21,45 @@ use crate::{
     upstream::UpstreamRuntime,
 };
 
+/// The gateway. Its configuration-derived state ([`GatewayState`]) is swapped whole on a
+/// reload ([`Gateway::reload`]); what lives as long as the process (the client hub, metrics,
+/// the audit log) is shared by every state.
 pub struct Gateway {
-    upstreams: Vec<Arc<UpstreamRuntime>>,
+    state: std::sync::RwLock<Arc<GatewayState>>,
+    shared: Shared,
+    /// Serialises reloads.
+    reloading: tokio::sync::Mutex<()>,
+    reloads: Mutex<ReloadStats>,
+}
+
+/// Reloads since start, for `/api/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStats {
+    pub applied: u64,
+    pub failed: u64,
+    /// Why the last failed reload failed.
+    pub last_error: Option<String>,
+}
+
+/// What outlives a reload.
+struct Shared {
     hub: Arc<Hub>,
+    observer: Arc<crate::telemetry::Observer>,
+    audit: Option<Arc<switchboard_audit::Auditor>>,
+    /// One pooled HTTP client for every HTTP and SSE upstream.
+    http_client: Option<reqwest::Client>,
+    /// Upstreams a reload dropped, until the calls still running on them finish.
+    retiring: Arc<Mutex<Vec<Arc<UpstreamRuntime>>>>,
+}
+
+/// Everything one configuration makes: upstreams (unchanged ones are carried over from the
+/// previous state by a reload), the catalog, the call stack and its per-upstream state.
+/// In-flight calls hold the state they started on, so a reload never cuts one off.
+pub struct GatewayState {
+    upstreams: Vec<Arc<UpstreamRuntime>>,
+    /// `tools/call`s running on this state; a reload waits for them before it ends upstreams
+    /// the new configuration dropped.
+    in_flight: InFlight,
     catalog: Mutex<Option<Arc<Catalog>>>,
     /// Serialises catalog rebuilds, so a burst of `tools/list` fans out once.
     rebuild: tokio::sync::Mutex<()>,
@@ -59,27 +95,20 @@ pub struct UpstreamStatus {
     pub retry: Option<RetryStats>,
 }
 
-impl Gateway {
-    pub fn new(config: GatewayConfig) -> Result<Gateway, ConfigError> {
-        Gateway::with_audit(config, None)
-    }
-
-    /// [`Gateway::new`] recording every `tools/call` through `audit` (opened from the
-    /// configuration's `[audit]` by the caller, as opening a store is async).
-    pub fn with_audit(
+impl GatewayState {
+    /// The state for `config`, reusing `previous`'s runtime for each upstream whose settings
+    /// did not change (its connection, child process and cached lists carry over).
+    fn build(
         config: GatewayConfig,
-        audit: Option<Arc<switchboard_audit::Auditor>>,
-    ) -> Result<Gateway, ConfigError> {
+        shared: &Shared,
+        previous: Option<&GatewayState>,
+    ) -> Result<GatewayState, ConfigError> {
         config.validate()?;
-        let hub = Arc::new(Hub::default());
-        // One pooled HTTP client for every HTTP and SSE upstream.
-        let http_client = switchboard_transport::upstream::default_http_client().ok();
+        let observer = shared.observer.clone();
+        let audit = shared.audit.clone();
         let retries = Arc::new(Retries::new(&config.upstreams)?);
         let caches = Arc::new(ResultCaches::new(&config.upstreams)?);
         let policies = config.security.policies()?.map(Arc::new);
-        let observer = Arc::new(crate::telemetry::Observer::new(
-            config.observability.clone(),
-        ));
         let security = stack::Security {
             policies: policies.clone(),
             validation: config.security.validation.clone().map(Arc::new),
@@ -95,10 +124,21 @@ impl Gateway {
         let upstreams = config
             .upstreams
             .into_iter()
-            .map(|u| UpstreamRuntime::new(u, hub.clone(), http_client.clone()).map(Arc::new))
+            .map(|u| {
+                let kept = previous.and_then(|p| {
+                    p.upstreams
+                        .iter()
+                        .find(|old| old.name() == u.name && same_settings(&old.config, &u))
+                });
+                match kept {
+                    Some(old) => Ok(old.clone()),
+                    None => UpstreamRuntime::new(u, shared.hub.clone(), shared.http_client.clone())
+                        .map(Arc::new),
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Gateway {
-            hub,
+        Ok(GatewayState {
+            in_flight: InFlight::default(),
             catalog: Mutex::new(None),
             rebuild: tokio::sync::Mutex::new(()),
             stack: stack::build_secured(
@@ -116,20 +156,6 @@ impl Gateway {
             health: HealthMonitor::new(&upstreams),
             upstreams,
         })
-    }
-
-    /// The audit log's writer, when calls are audited.
-    pub fn auditor(&self) -> Option<&Arc<switchboard_audit::Auditor>> {
-        self.audit.as_ref()
-    }
-
-    /// Metrics and the live call stream ([`crate::telemetry`]).
-    pub fn observer(&self) -> &Arc<crate::telemetry::Observer> {
-        &self.observer
-    }
-
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
     }
 
     pub fn upstreams(&self) -> &[Arc<UpstreamRuntime>] {
@@ -198,36 +224,8 @@ impl Gateway {
         self.catalog.lock().ok().and_then(|g| g.clone())
     }
 
-    /// Routes and runs one `tools/call` through the stack, on the gateway's own behalf.
-    pub async fn call(
-        &self,
-        exposed: &str,
-        arguments: Option<JsonObject>,
-    ) -> Result<CallToolResult, GatewayError> {
-        let mut request = CallToolRequestParams::new(exposed.to_string());
-        request.arguments = arguments;
-        match self.call_for(request, None).await? {
-            CallToolResponse::Complete(result) => Ok(result),
-            _ => Err(GatewayError::Upstream {
-                upstream: exposed.to_string(),
-                message: "the tool asked for input or started a task".into(),
-            }),
-        }
-    }
-
-    /// Routes and runs one client's `tools/call` through the stack, relaying progress, logs,
-    /// cancellation and input requests ([`crate::passthrough`]).
-    pub async fn call_for(
-        &self,
-        request: CallToolRequestParams,
-        downstream: Option<Downstream>,
-    ) -> Result<CallToolResponse, GatewayError> {
-        self.call_as(request, downstream, None).await
-    }
-
-    /// [`Gateway::call_for`] on behalf of `principal` (authorization, rate limits, the cache's
-    /// identity scope); `None`: the gateway's own call, not checked.
-    pub async fn call_as(
+    /// [`Gateway::call_as`] on this state.
+    async fn call_as(
         &self,
         request: CallToolRequestParams,
         downstream: Option<Downstream>,
@@ -412,5 +410,323 @@ impl Gateway {
     pub async fn shutdown(&self) {
         self.health.stop().await;
         futures::future::join_all(self.upstreams.iter().map(|u| u.shutdown())).await;
+    }
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Result<Gateway, ConfigError> {
+        Gateway::with_audit(config, None)
+    }
+
+    /// [`Gateway::new`] recording every `tools/call` through `audit` (opened from the
+    /// configuration's `[audit]` by the caller, as opening a store is async).
+    pub fn with_audit(
+        config: GatewayConfig,
+        audit: Option<Arc<switchboard_audit::Auditor>>,
+    ) -> Result<Gateway, ConfigError> {
+        let shared = Shared {
+            hub: Arc::new(Hub::default()),
+            observer: Arc::new(crate::telemetry::Observer::new(
+                config.observability.clone(),
+            )),
+            audit,
+            http_client: switchboard_transport::upstream::default_http_client().ok(),
+            retiring: Arc::default(),
+        };
+        let state = GatewayState::build(config, &shared, None)?;
+        Ok(Gateway {
+            state: std::sync::RwLock::new(Arc::new(state)),
+            shared,
+            reloading: tokio::sync::Mutex::new(()),
+            reloads: Mutex::new(ReloadStats::default()),
+        })
+    }
+
+    /// The current state (configuration-derived); a call keeps the one it started on.
+    fn state(&self) -> Arc<GatewayState> {
+        match self.state.read() {
+            Ok(state) => state.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The audit log's writer, when calls are audited.
+    pub fn auditor(&self) -> Option<&Arc<switchboard_audit::Auditor>> {
+        self.shared.audit.as_ref()
+    }
+
+    /// Metrics and the live call stream ([`crate::telemetry`]).
+    pub fn observer(&self) -> &Arc<crate::telemetry::Observer> {
+        &self.shared.observer
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.shared.hub
+    }
+
+    /// The current configuration's upstreams.
+    pub fn upstreams(&self) -> Vec<Arc<UpstreamRuntime>> {
+        self.state().upstreams.clone()
+    }
+
+    /// Connects every upstream and lists its tools, concurrently. Returns the upstreams that
+    /// could not be reached (they are retried on use); fails on a naming collision.
+    pub async fn start(&self) -> Result<Vec<(String, GatewayError)>, GatewayError> {
+        self.state().start().await
+    }
+
+    /// The current catalog, rebuilt when an upstream's tool list changed.
+    pub async fn catalog(&self) -> Result<Arc<Catalog>, GatewayError> {
+        self.state().catalog().await
+    }
+
+    /// The last built catalog, without refreshing anything.
+    pub fn cached_catalog(&self) -> Option<Arc<Catalog>> {
+        self.state().cached_catalog()
+    }
+
+    /// Routes and runs one `tools/call` through the stack, on the gateway's own behalf.
+    pub async fn call(
+        &self,
+        exposed: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<CallToolResult, GatewayError> {
+        let mut request = CallToolRequestParams::new(exposed.to_string());
+        request.arguments = arguments;
+        match self.call_for(request, None).await? {
+            CallToolResponse::Complete(result) => Ok(result),
+            _ => Err(GatewayError::Upstream {
+                upstream: exposed.to_string(),
+                message: "the tool asked for input or started a task".into(),
+            }),
+        }
+    }
+
+    /// Routes and runs one client's `tools/call` through the stack, relaying progress, logs,
+    /// cancellation and input requests ([`crate::passthrough`]).
+    pub async fn call_for(
+        &self,
+        request: CallToolRequestParams,
+        downstream: Option<Downstream>,
+    ) -> Result<CallToolResponse, GatewayError> {
+        self.call_as(request, downstream, None).await
+    }
+
+    /// [`Gateway::call_for`] on behalf of `principal` (authorization, rate limits, the cache's
+    /// identity scope); `None`: the gateway's own call, not checked.
+    pub async fn call_as(
+        &self,
+        request: CallToolRequestParams,
+        downstream: Option<Downstream>,
+        principal: Option<Arc<crate::auth::Identity>>,
+    ) -> Result<CallToolResponse, GatewayError> {
+        let state = self.state();
+        let _running = state.in_flight.enter();
+        state.call_as(request, downstream, principal).await
+    }
+
+    /// May `principal` see and call the exposed tool `tool`?
+    pub fn permits(&self, principal: Option<&crate::auth::Identity>, tool: &str) -> bool {
+        self.state().permits(principal, tool)
+    }
+
+    /// Whether authorization rules are configured.
+    pub fn has_policies(&self) -> bool {
+        self.state().has_policies()
+    }
+
+    /// Each `[[security.rate_limit]]` rule's counters (allowed, limited, Redis failures).
+    pub fn rate_limit_stats(&self) -> Vec<crate::ratelimit::RateLimitStats> {
+        self.state().rate_limit_stats()
+    }
+
+    /// Drops the cached results of `upstream`'s tools matching `tool_glob`.
+    pub async fn invalidate_cache(
+        &self,
+        upstream: &str,
+        tool_glob: &str,
+    ) -> Result<u64, ConfigError> {
+        self.state().invalidate_cache(upstream, tool_glob).await
+    }
+
+    pub fn status(&self) -> Vec<UpstreamStatus> {
+        self.state().status()
+    }
+
+    /// Applies a new configuration without dropping a call: upstreams whose settings are
+    /// unchanged keep their connections (and child processes); new ones are connected and
+    /// listed before the switch; clients are told the lists changed; calls already running
+    /// finish on the old state, and only then are the upstreams the new configuration dropped
+    /// (or changed) shut down. A configuration that does not load, or whose tools collide,
+    /// changes nothing.
+    ///
+    /// What is set up once per process is not reloaded: the listener, `[security.auth]`,
+    /// `[audit]` and `[observability]`.
+    pub async fn reload(&self, config: GatewayConfig) -> Result<ReloadSummary, GatewayError> {
+        let outcome = self.apply(config).await;
+        match &outcome {
+            Ok(_) => {
+                if let Ok(mut stats) = self.reloads.lock() {
+                    stats.applied += 1;
+                }
+            }
+            Err(err) => self.reload_failed(&err.to_string()),
+        }
+        outcome
+    }
+
+    /// Counts a reload that failed before reaching the gateway (a file that does not load).
+    pub fn reload_failed(&self, message: &str) {
+        if let Ok(mut stats) = self.reloads.lock() {
+            stats.failed += 1;
+            stats.last_error = Some(message.to_string());
+        }
+    }
+
+    /// Reloads since start.
+    pub fn reload_stats(&self) -> ReloadStats {
+        self.reloads.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    async fn apply(&self, config: GatewayConfig) -> Result<ReloadSummary, GatewayError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let old = self.state();
+        let new = Arc::new(
+            GatewayState::build(config, &self.shared, Some(&old)).map_err(|e| {
+                GatewayError::Reload {
+                    message: e.to_string(),
+                }
+            })?,
+        );
+        let is_kept = |u: &Arc<UpstreamRuntime>| new.upstreams.iter().any(|n| Arc::ptr_eq(n, u));
+        let summary = ReloadSummary {
+            kept: new
+                .upstreams
+                .iter()
+                .filter(|u| old.upstreams.iter().any(|o| Arc::ptr_eq(o, u)))
+                .map(|u| u.name().to_string())
+                .collect(),
+            started: new
+                .upstreams
+                .iter()
+                .filter(|u| !old.upstreams.iter().any(|o| Arc::ptr_eq(o, u)))
+                .map(|u| u.name().to_string())
+                .collect(),
+            stopped: old
+                .upstreams
+                .iter()
+                .filter(|u| !is_kept(u))
+                .map(|u| u.name().to_string())
+                .collect(),
+        };
+        if let Err(err) = new.start().await {
+            // Undo: end what this attempt started; the old state keeps serving.
+            new.health.stop().await;
+            let started = new
+                .upstreams
+                .iter()
+                .filter(|u| !old.upstreams.iter().any(|o| Arc::ptr_eq(o, u)));
+            futures::future::join_all(started.map(|u| u.shutdown())).await;
+            return Err(err);
+        }
+        match self.state.write() {
+            Ok(mut slot) => *slot = new.clone(),
+            Err(poisoned) => *poisoned.into_inner() = new.clone(),
+        }
+        self.shared.hub.tools_changed();
+        self.shared.hub.resources_changed();
+        self.shared.hub.prompts_changed();
+        // Retire the old state in the background: calls running on it finish first, then the
+        // upstreams the new configuration dropped are ended. `shutdown` ends them at once.
+        let dropped: Vec<Arc<UpstreamRuntime>> = old
+            .upstreams
+            .iter()
+            .filter(|u| !is_kept(u))
+            .cloned()
+            .collect();
+        if let Ok(mut retiring) = self.shared.retiring.lock() {
+            retiring.extend(dropped.iter().cloned());
+        }
+        let retiring = self.shared.retiring.clone();
+        tokio::spawn(async move {
+            old.health.stop().await;
+            old.in_flight.drained().await;
+            futures::future::join_all(dropped.iter().map(|u| u.shutdown())).await;
+            if let Ok(mut retiring) = retiring.lock() {
+                retiring.retain(|u| !dropped.iter().any(|d| Arc::ptr_eq(d, u)));
+            }
+        });
+        Ok(summary)
+    }
+
+    /// Closes every upstream, including those a reload is still retiring; stdio children are
+    /// ended with their process groups.
+    pub async fn shutdown(&self) {
+        self.state().shutdown().await;
+        let retiring: Vec<Arc<UpstreamRuntime>> = self
+            .shared
+            .retiring
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        futures::future::join_all(retiring.iter().map(|u| u.shutdown())).await;
+    }
+}
+
+/// What a reload did, by upstream name.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadSummary {
+    /// Unchanged: connection and child process kept.
+    pub kept: Vec<String>,
+    /// New or changed: connected afresh.
+    pub started: Vec<String>,
+    /// Dropped or changed: shut down once the calls running on them finished.
+    pub stopped: Vec<String>,
+}
+
+/// Whether two upstream configurations are the same settings. Every configuration type
+/// derives `Debug` over all of its fields (secrets are held as environment variable names,
+/// not values), so equal renderings mean equal settings.
+fn same_settings(a: &crate::config::UpstreamConfig, b: &crate::config::UpstreamConfig) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+/// A count of running calls that can be waited on to reach zero.
+#[derive(Default)]
+struct InFlight {
+    running: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+struct Running<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> Running<'_> {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Running(self)
+    }
+
+    async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.running.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if self
+            .0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
     }
 }

@@ -23,6 +23,7 @@ pub mod gateway;
 pub mod health;
 pub mod hub;
 pub mod naming;
+pub mod otlp;
 pub mod passthrough;
 pub mod ratelimit;
 pub mod resources;

@@ -292,7 +292,7 @@ fetch_list!(
 /// Lists from every upstream, concurrently; a failing upstream is skipped (logged) unless it
 /// is `fail_closed`.
 async fn gather<'a, T, F, Fut>(
-    gateway: &'a Gateway,
+    upstreams: &'a [Arc<UpstreamRuntime>],
     what: &str,
     fetch: F,
 ) -> Result<Vec<(&'a Arc<UpstreamRuntime>, Arc<Vec<T>>)>, GatewayError>
@@ -300,7 +300,6 @@ where
     F: Fn(&'a UpstreamRuntime) -> Fut,
     Fut: std::future::Future<Output = Result<Arc<Vec<T>>, GatewayError>>,
 {
-    let upstreams = gateway.upstreams();
     let results = futures::future::join_all(upstreams.iter().map(|u| fetch(u))).await;
     let mut out = Vec::new();
     for (upstream, result) in upstreams.iter().zip(results) {
@@ -335,7 +334,8 @@ pub struct PromptCatalog {
 }
 
 pub async fn prompt_catalog(gateway: &Gateway) -> Result<PromptCatalog, GatewayError> {
-    let lists = gather(gateway, "prompts/list", prompts_of).await?;
+    let upstreams = gateway.upstreams();
+    let lists = gather(&upstreams, "prompts/list", prompts_of).await?;
     let picked: Vec<(&Arc<UpstreamRuntime>, &Prompt)> = lists
         .iter()
         .flat_map(|(u, list)| list.iter().map(move |p| (*u, p)))
@@ -437,7 +437,8 @@ fn namespaced(upstream: &UpstreamRuntime) -> bool {
 }
 
 pub async fn list_resources(gateway: &Gateway) -> Result<Vec<Resource>, ErrorData> {
-    let lists = gather(gateway, "resources/list", resources_of)
+    let upstreams = gateway.upstreams();
+    let lists = gather(&upstreams, "resources/list", resources_of)
         .await
         .map_err(rpc)?;
     let mut out = Vec::new();
@@ -462,7 +463,8 @@ pub async fn list_resources(gateway: &Gateway) -> Result<Vec<Resource>, ErrorDat
 pub async fn list_resource_templates(
     gateway: &Gateway,
 ) -> Result<Vec<ResourceTemplate>, ErrorData> {
-    let lists = gather(gateway, "resources/templates/list", templates_of)
+    let upstreams = gateway.upstreams();
+    let lists = gather(&upstreams, "resources/templates/list", templates_of)
         .await
         .map_err(rpc)?;
     let mut out = Vec::new();
@@ -490,19 +492,13 @@ async fn route_uri(
     uri: &str,
 ) -> Result<(Arc<UpstreamRuntime>, String), ErrorData> {
     let unknown = || ErrorData::resource_not_found(format!("no resource {uri}"), None);
+    let upstreams = gateway.upstreams();
     if let Some((name, original)) = parse_uri(uri)
-        && let Some(upstream) = gateway
-            .upstreams()
-            .iter()
-            .find(|u| u.name() == name && namespaced(u))
+        && let Some(upstream) = upstreams.iter().find(|u| u.name() == name && namespaced(u))
     {
         return Ok((upstream.clone(), original));
     }
-    let bare: Vec<&Arc<UpstreamRuntime>> = gateway
-        .upstreams()
-        .iter()
-        .filter(|u| !namespaced(u))
-        .collect();
+    let bare: Vec<&Arc<UpstreamRuntime>> = upstreams.iter().filter(|u| !namespaced(u)).collect();
     if bare.is_empty() {
         return Err(unknown());
     }

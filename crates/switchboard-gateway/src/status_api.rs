@@ -24,6 +24,8 @@ pub struct GatewayStatus {
     /// Tools in the last built catalog.
     pub tools: usize,
     pub upstreams: Vec<UpstreamStatus>,
+    /// Configuration reloads since start.
+    pub reloads: crate::gateway::ReloadStats,
 }
 
 impl GatewayStatus {
@@ -32,6 +34,7 @@ impl GatewayStatus {
             version: env!("CARGO_PKG_VERSION"),
             tools: gateway.cached_catalog().map(|c| c.tools.len()).unwrap_or(0),
             upstreams: gateway.status(),
+            reloads: gateway.reload_stats(),
         }
     }
 }

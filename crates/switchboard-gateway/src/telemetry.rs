@@ -47,6 +47,10 @@ pub struct ObservabilityConfig {
     /// Most `/api/calls/stream` connections open at once; more get 503. Default 16.
     #[serde(default = "default_max_call_streams")]
     pub max_call_streams: usize,
+    /// `[observability.otlp]`: OpenTelemetry trace export ([`crate::otlp`]); absent: off
+    /// unless the standard `OTEL_EXPORTER_OTLP_*ENDPOINT` variables are set.
+    #[serde(default)]
+    pub otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 fn default_call_stream_buffer() -> usize {
@@ -61,6 +65,7 @@ impl Default for ObservabilityConfig {
         ObservabilityConfig {
             call_stream_buffer: default_call_stream_buffer(),
             max_call_streams: default_max_call_streams(),
+            otlp: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! every subcommand lives in its own module under `commands/`.
 
 mod commands;
+mod otel;
 
 use clap::Parser;
 

@@ -165,20 +165,31 @@ allow = ["a__*"]
     assert!(!tools.is_empty());
     assert!(tools.iter().all(|t| t.starts_with("a__")), "{tools:?}");
     let allowed = client
-        .call_tool(CallToolRequestParams::new(tools[0].clone()).with_arguments(
-            serde_json::json!({"message": "hi"}).as_object().cloned().unwrap_or_default(),
-        ))
+        .call_tool(
+            CallToolRequestParams::new(tools[0].clone()).with_arguments(
+                serde_json::json!({"message": "hi"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
         .await
         .expect("an allowed call");
     assert_ne!(allowed.is_error, Some(true));
     let denied = client
         .call_tool(
             CallToolRequestParams::new(tools[0].replacen("a__", "b__", 1)).with_arguments(
-                serde_json::json!({"message": "hi"}).as_object().cloned().unwrap_or_default(),
+                serde_json::json!({"message": "hi"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
             ),
         )
         .await;
-    assert!(denied.is_err(), "a denied tool is a JSON-RPC error: {denied:?}");
+    assert!(
+        denied.is_err(),
+        "a denied tool is a JSON-RPC error: {denied:?}"
+    );
     client.cancel().await.expect("close");
 
     // No credential, or a wrong one: the gateway does not start.

@@ -112,13 +112,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 pub fn init_logging(global: &GlobalArgs) {
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match global.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    // `--log` filters the console only; trace export (`crate::otel`) has its own filter.
+    let console = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let console = match global.log_format {
+        LogFormat::Text => console.boxed(),
+        LogFormat::Json => console.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(crate::otel::layer())
+        .with(console.with_filter(filter))
+        .init();
 }

@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Args;
-use switchboard_gateway::{Gateway, GatewayConfig, GatewayServer};
+use switchboard_gateway::{Gateway, GatewayConfig, GatewayServer, otlp::OtlpConfig};
 use switchboard_transport::HttpRoutes;
 
 use super::server::HttpArgs;
@@ -28,8 +28,17 @@ pub struct ServeArgs {
     pub stdio: bool,
     /// With --stdio and `[security.auth]`: the bearer JWT or API key the stdio client acts as
     /// (stdio carries no headers, so it is checked once, at start).
-    #[arg(long, env = "SWITCHBOARD_CREDENTIAL", hide_env_values = true, requires = "stdio")]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_CREDENTIAL",
+        hide_env_values = true,
+        requires = "stdio"
+    )]
     pub credential: Option<String>,
+    /// With --config or --mcp-servers: check the file for changes every N seconds and apply
+    /// them without a restart (0: only on SIGHUP). SIGHUP always reloads.
+    #[arg(long, default_value_t = 2)]
+    pub watch_secs: u64,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -37,18 +46,108 @@ pub struct ServeArgs {
 const FILES_README: &str = "This folder is the root of Switchboard's built-in filesystem server.\n\
 Agents connected to the gateway can read and write files here, and nowhere else.\n";
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let (config, source) = if let Some(path) = &args.config {
-        (
-            GatewayConfig::load(path)?,
-            format!("config {}", path.display()),
-        )
-    } else if let Some(path) = &args.mcp_servers {
+/// The configuration file `serve` was started with, and how to read it: (path, is JSON).
+fn config_file(args: &ServeArgs) -> Option<(PathBuf, bool)> {
+    match (&args.config, &args.mcp_servers) {
+        (Some(path), _) => Some((path.clone(), false)),
+        (None, Some(path)) => Some((path.clone(), true)),
+        (None, None) => None,
+    }
+}
+
+/// Reads a `--config` TOML or `--mcp-servers` JSON file.
+fn load_config(path: &std::path::Path, mcp_servers_json: bool) -> anyhow::Result<GatewayConfig> {
+    if mcp_servers_json {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("could not read {}", path.display()))?;
+        Ok(GatewayConfig::from_mcp_servers_json(&text)?)
+    } else {
+        Ok(GatewayConfig::load(path)?)
+    }
+}
+
+/// Applies the configuration file's changes: on SIGHUP, and when its content changes (checked
+/// every `every`; `None`: SIGHUP only). A file that does not load changes nothing; the error is
+/// logged and the running configuration keeps serving.
+async fn reload_on_change(
+    gateway: Arc<Gateway>,
+    path: PathBuf,
+    mcp_servers_json: bool,
+    every: Option<std::time::Duration>,
+) {
+    let fingerprint = |path: &std::path::Path| {
+        std::fs::read(path).ok().map(|bytes| {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            hasher.finish()
+        })
+    };
+    let mut seen = fingerprint(&path);
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = every.map(tokio::time::interval);
+    loop {
+        let hup = async {
+            #[cfg(unix)]
+            if let Some(signal) = hangup.as_mut() {
+                signal.recv().await;
+                return "SIGHUP";
+            }
+            std::future::pending::<&'static str>().await
+        };
+        let changed = async {
+            match tick.as_mut() {
+                Some(tick) => loop {
+                    tick.tick().await;
+                    let now = fingerprint(&path);
+                    if now.is_some() && now != seen {
+                        seen = now;
+                        return "file change";
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let reason = tokio::select! {
+            reason = hup => reason,
+            reason = changed => reason,
+        };
+        let result = match load_config(&path, mcp_servers_json) {
+            Ok(config) => gateway.reload(config).await.map_err(anyhow::Error::from),
+            Err(err) => {
+                gateway.reload_failed(&format!("{err:#}"));
+                Err(err)
+            }
+        };
+        match result {
+            Ok(summary) => {
+                eprintln!(
+                    "reloaded {} ({reason}): kept {:?}, started {:?}, stopped {:?}",
+                    path.display(),
+                    summary.kept,
+                    summary.started,
+                    summary.stopped
+                );
+                tracing::info!(path = %path.display(), reason, ?summary, "configuration reloaded");
+            }
+            Err(err) => {
+                eprintln!(
+                    "reload of {} ({reason}) failed, still serving the previous configuration: {err:#}",
+                    path.display()
+                );
+                tracing::error!(path = %path.display(), reason, error = %format!("{err:#}"), "configuration reload failed");
+            }
+        }
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let (config, source) = if let Some((path, json)) = config_file(&args) {
+        let kind = if json { "mcpServers" } else { "config" };
         (
-            GatewayConfig::from_mcp_servers_json(&text)?,
-            format!("mcpServers {}", path.display()),
+            load_config(&path, json)?,
+            format!("{kind} {}", path.display()),
         )
     } else {
         let files = args.data_dir.join("files");
@@ -79,12 +178,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(auditor) = &auditor {
         eprintln!("audit log: {}", auditor.location());
     }
+    let otlp = config.observability.otlp.clone();
     let gateway = Arc::new(Gateway::with_audit(config, auditor.clone())?);
     let unreachable = gateway.start().await?;
     for (name, err) in &unreachable {
         tracing::warn!(upstream = %name, %err, "upstream unreachable at start; it will be retried");
     }
     let server = GatewayServer::new(gateway.clone());
+    // Hot reload of the configuration file (SIGHUP, or a change of its content).
+    let reloader = config_file(&args).map(|(path, json)| {
+        let every = (args.watch_secs > 0).then(|| std::time::Duration::from_secs(args.watch_secs));
+        tokio::spawn(reload_on_change(gateway.clone(), path, json, every))
+    });
+    // OpenTelemetry traces: `[observability.otlp]`, else the OTEL_EXPORTER_OTLP_* variables.
+    let traces = match otlp.or_else(|| OtlpConfig::from_env(|name| std::env::var(name).ok())) {
+        Some(otlp) => {
+            let export = crate::otel::install(&otlp)?;
+            let to = otlp
+                .endpoint
+                .as_deref()
+                .unwrap_or("the OTEL_EXPORTER_OTLP_* endpoint");
+            eprintln!("traces: OTLP/HTTP to {to}");
+            Some(export)
+        }
+        None => None,
+    };
 
     let outcome = if args.stdio {
         let server = match (&authenticator, &args.credential) {
@@ -167,11 +285,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
         http.wait().await.map_err(anyhow::Error::from)
     };
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     // Whatever ended serving, end every upstream (stdio children with their process groups).
     gateway.shutdown().await;
     // Then commit what is still queued and close the audit store.
     if let Some(auditor) = &auditor {
         auditor.shutdown().await;
+    }
+    // Last, so the spans of calls that finished during shutdown are exported too.
+    if let Some(traces) = traces {
+        traces.shutdown().await;
     }
     outcome
 }
