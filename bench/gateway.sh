@@ -72,13 +72,21 @@ per = "identity"
 limit = 100000000
 window_secs = 1
 TOML
-mkdir -p "$work/secure-data"
+# The same with the audit log's `durability = "process"` (no fsync per batch), and with the
+# audit log off (authentication, authorization, validation and rate limits only).
+{ echo '[audit]'; echo 'durability = "process"'; cat "$work/secure.toml"; } >"$work/secure-process.toml"
+{ echo '[audit]'; echo 'enabled = false'; cat "$work/secure.toml"; } >"$work/secure-noaudit.toml"
+mkdir -p "$work/secure-data" "$work/secure-process-data" "$work/secure-noaudit-data"
 key=$("$sb" key create bench --data-dir "$work/secure-data" | grep -o 'sb_[A-Za-z0-9_-]*' | head -n1)
+cp "$work/secure-data/api-keys.json" "$work/secure-process-data/"
+cp "$work/secure-data/api-keys.json" "$work/secure-noaudit-data/"
 
 start direct server echo --transport http; direct=$url
 start inproc serve --config "$work/inproc.toml"; inproc=$url
 start stdio serve --config "$work/stdio.toml"; stdio=$url
 start secure serve --config "$work/secure.toml" --data-dir "$work/secure-data"; secure=$url
+start securep serve --config "$work/secure-process.toml" --data-dir "$work/secure-process-data"; securep=$url
+start securena serve --config "$work/secure-noaudit.toml" --data-dir "$work/secure-noaudit-data"; securena=$url
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$(cat "$work/$1.pid")/status"; }
 idle_inproc_rss=$(rss_kb inproc)
@@ -102,10 +110,14 @@ results=$work/results
   run inproc "$inproc" 1
   run stdio "$stdio" 1
   run secure "$secure" 1 "Bearer $key"
+  run securep "$securep" 1 "Bearer $key"
+  run securena "$securena" 1 "Bearer $key"
   run direct "$direct" 16
   run inproc "$inproc" 16
   run stdio "$stdio" 16
   run secure "$secure" 16 "Bearer $key"
+  run securep "$securep" 16 "Bearer $key"
+  run securena "$securena" 16 "Bearer $key"
 } | tee "$results"
 
 mkdir -p target/bench
@@ -119,16 +131,18 @@ for line in open(sys.argv[1]):
 print()
 print("| setup | c | calls/s | p50 µs | p99 µs | vs direct |")
 print("|---|---|---|---|---|---|")
-names = {"direct": "echo server directly", "inproc": "gateway → in-process echo", "stdio": "gateway → stdio echo child", "secure": "gateway → in-process echo, all security layers + audit"}
+names = {"direct": "echo server directly", "inproc": "gateway → in-process echo", "stdio": "gateway → stdio echo child", "secure": "gateway → in-process echo, all security layers + audit (fsync)", "securep": "gateway → in-process echo, all security layers + audit (durability = process)", "securena": "gateway → in-process echo, security layers without the audit log"}
 for c in (1, 16):
     d = rows[("direct", c)]
-    for label in ("direct", "inproc", "stdio", "secure"):
+    for label in ("direct", "inproc", "stdio", "secure", "securep", "securena"):
         r = rows[(label, c)]
         extra = "" if label == "direct" else (f"+{r[1] - d[1]} µs p50" if c == 1 else f"{r[0] / d[0]:.2f}× throughput")
         print(f"| {names[label]} | {c} | {r[0]:.0f} | {r[1]} | {r[2]} | {extra} |")
-i, s = rows[("inproc", 16)], rows[("secure", 16)]
+i = rows[("inproc", 16)]
 print()
-print(f"Security layers on vs off (c=16): {s[0] / i[0]:.2f}× throughput, +{rows[('secure', 1)][1] - rows[('inproc', 1)][1]} µs p50 at c=1")
+for label, what in (("secure", "audit fsynced"), ("securep", "audit durability = process"), ("securena", "no audit log")):
+    s = rows[(label, 16)]
+    print(f"Security layers on vs off ({what}), c=16: {s[0] / i[0]:.2f}× throughput; c=1: +{rows[(label, 1)][1] - rows[('inproc', 1)][1]} µs p50")
 print()
 print(f"Gateway idle RSS: {int(sys.argv[2]) / 1024:.1f} MiB (in-process echo), {int(sys.argv[3]) / 1024:.1f} MiB (stdio echo; the child not counted)")
 PY

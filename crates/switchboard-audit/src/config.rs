@@ -70,6 +70,22 @@ pub struct AuditConfig {
     /// Longer error messages are cut. Default 4096.
     #[serde(default = "default_max_error_bytes")]
     pub max_error_bytes: usize,
+    /// SQLite: what a committed record survives before its call is answered. `"fsync"`
+    /// (default): each batch is fsynced, so it survives a power loss. `"process"`: it survives
+    /// the gateway's crash or `kill -9` (it is in the operating system's hands, in the WAL), but
+    /// the last batches before a power loss or kernel crash can be lost; several times the
+    /// throughput. PostgreSQL follows the server's `synchronous_commit`.
+    #[serde(default)]
+    pub durability: Durability,
+}
+
+/// See [`AuditConfig::durability`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Fsync,
+    Process,
 }
 
 fn default_enabled() -> bool {
@@ -105,6 +121,7 @@ impl Default for AuditConfig {
             max_queue: default_max_queue(),
             max_arguments_bytes: default_max_arguments_bytes(),
             max_error_bytes: default_max_error_bytes(),
+            durability: Durability::default(),
         }
     }
 }
@@ -123,6 +140,7 @@ impl fmt::Debug for AuditConfig {
             .field("redact_tools", &self.redact_tools)
             .field("retention_days", &self.retention_days)
             .field("max_batch", &self.max_batch)
+            .field("durability", &self.durability)
             .field("max_batch_delay_ms", &self.max_batch_delay_ms)
             .field("max_queue", &self.max_queue)
             .field("max_arguments_bytes", &self.max_arguments_bytes)

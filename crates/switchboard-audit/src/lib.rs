@@ -19,7 +19,7 @@ pub mod record;
 pub mod store;
 pub mod writer;
 
-pub use config::{AuditConfig, Location, StoreKind};
+pub use config::{AuditConfig, Durability, Location, StoreKind};
 pub use error::AuditError;
 pub use query::Filter;
 pub use record::{AuditRecord, CallRecord, Decision, Outcome};

@@ -20,7 +20,7 @@ use sqlx::{
 };
 
 use crate::{
-    config::Location,
+    config::{Durability, Location},
     error::AuditError,
     query::Filter,
     record::{AuditRecord, Decision, Outcome, canonical_json},
@@ -131,16 +131,29 @@ impl TryFrom<Row> for AuditRecord {
 impl Store {
     /// Opens the log at `location`, creating the database file (SQLite) and the table.
     pub async fn open(location: &Location) -> Result<Store, AuditError> {
-        Store::connect(location, true).await
+        Store::connect(location, true, Durability::Fsync).await
+    }
+
+    /// [`Store::open`] with the chosen commit durability (SQLite; see
+    /// [`AuditConfig::durability`](crate::AuditConfig::durability)).
+    pub async fn open_with(
+        location: &Location,
+        durability: Durability,
+    ) -> Result<Store, AuditError> {
+        Store::connect(location, true, durability).await
     }
 
     /// Opens an existing log; a missing SQLite file is [`AuditError::Missing`] (the CLI reads
     /// logs, it never creates one by mistyping a path).
     pub async fn open_existing(location: &Location) -> Result<Store, AuditError> {
-        Store::connect(location, false).await
+        Store::connect(location, false, Durability::Fsync).await
     }
 
-    async fn connect(location: &Location, create: bool) -> Result<Store, AuditError> {
+    async fn connect(
+        location: &Location,
+        create: bool,
+        durability: Durability,
+    ) -> Result<Store, AuditError> {
         let store = match location {
             Location::Postgres(url) => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -164,7 +177,12 @@ impl Store {
                     .filename(path)
                     .create_if_missing(create)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
+                    .synchronous(match durability {
+                        Durability::Fsync => SqliteSynchronous::Full,
+                        // WAL + NORMAL: a commit is in the WAL file (the OS page cache) before
+                        // it returns; the fsync waits for the next checkpoint.
+                        Durability::Process => SqliteSynchronous::Normal,
+                    })
                     .busy_timeout(SQLITE_BUSY_TIMEOUT);
                 let write = SqlitePoolOptions::new()
                     .max_connections(1)

@@ -55,7 +55,7 @@ impl Auditor {
         }
         config.validate()?;
         let location = config.location(data_dir)?;
-        let store = Store::open(&location).await?;
+        let store = Store::open_with(&location, config.durability).await?;
         Auditor::start(config, store, location).map(|a| Some(Arc::new(a)))
     }
 

@@ -93,6 +93,8 @@ pub struct UpstreamStatus {
     /// Absent when the upstream caches nothing.
     pub cache: Option<CacheStats>,
     pub retry: Option<RetryStats>,
+    /// Calls, errors and recent p50/p95 latency; absent before the first call.
+    pub calls: Option<crate::telemetry::CallStats>,
 }
 
 impl GatewayState {
@@ -402,6 +404,7 @@ impl GatewayState {
                     }),
                 cache: self.caches.get(u.name()).map(|c| c.stats()),
                 retry: self.retries.get(u.name()).map(|r| r.stats()),
+                calls: self.observer.call_stats(u.name()),
             })
             .collect()
     }

@@ -26,14 +26,49 @@ pub struct GatewayStatus {
     pub upstreams: Vec<UpstreamStatus>,
     /// Configuration reloads since start.
     pub reloads: crate::gateway::ReloadStats,
+    /// The upstreams that need attention, and why (empty when all is well).
+    pub problems: Vec<Problem>,
+}
+
+/// An upstream that needs attention.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub upstream: String,
+    pub reason: String,
+}
+
+/// Enabled upstreams that are degraded or unhealthy, or whose circuit is not closed.
+fn problems(upstreams: &[UpstreamStatus]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for u in upstreams.iter().filter(|u| u.enabled) {
+        let health = u.health.state.as_str();
+        if matches!(health, "degraded" | "unhealthy") {
+            out.push(Problem {
+                upstream: u.name.clone(),
+                reason: match &u.health.last_error {
+                    Some(error) => format!("{health}: {error}"),
+                    None => health.to_string(),
+                },
+            });
+        }
+        if u.circuit != "closed" {
+            out.push(Problem {
+                upstream: u.name.clone(),
+                reason: format!("circuit {}", u.circuit),
+            });
+        }
+    }
+    out
 }
 
 impl GatewayStatus {
     pub fn of(gateway: &Gateway) -> GatewayStatus {
+        let upstreams = gateway.status();
         GatewayStatus {
             version: env!("CARGO_PKG_VERSION"),
             tools: gateway.cached_catalog().map(|c| c.tools.len()).unwrap_or(0),
-            upstreams: gateway.status(),
+            problems: problems(&upstreams),
+            upstreams,
             reloads: gateway.reload_stats(),
         }
     }

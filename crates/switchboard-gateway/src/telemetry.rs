@@ -143,6 +143,30 @@ pub struct Observer {
     http: OnceLock<HttpStats>,
     /// Set when the server shuts down, so open call streams end instead of holding it up.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Per upstream: call and error counts and recent latencies, for `/api/status`.
+    windows: std::sync::Mutex<std::collections::HashMap<String, CallWindow>>,
+}
+
+/// Latencies kept per upstream for `/api/status` percentiles (the most recent calls).
+pub const LATENCY_WINDOW: usize = 1024;
+
+#[derive(Default)]
+struct CallWindow {
+    calls: u64,
+    errors: u64,
+    /// Recent latencies in microseconds, oldest first, at most [`LATENCY_WINDOW`].
+    recent: std::collections::VecDeque<u64>,
+}
+
+/// One upstream's calls since start, for `/api/status` (the seed's `get_system_status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CallStats {
+    pub calls: u64,
+    /// Calls that did not end `ok` (tool errors included).
+    pub errors: u64,
+    /// Over the last (up to) [`LATENCY_WINDOW`] calls.
+    pub p50_ms: f64,
+    pub p95_ms: f64,
 }
 
 /// The kinds counted as refusals (`switchboard_calls_refused_total`): authorization denials
@@ -162,7 +186,26 @@ impl Observer {
             call_streams: Arc::new(AtomicUsize::new(0)),
             http: OnceLock::new(),
             closing: tokio::sync::watch::Sender::new(false),
+            windows: std::sync::Mutex::default(),
         }
+    }
+
+    /// `upstream`'s call counts and recent latency percentiles; `None` before its first call.
+    pub fn call_stats(&self, upstream: &str) -> Option<CallStats> {
+        let windows = self.windows.lock().ok()?;
+        let window = windows.get(upstream)?;
+        let mut sorted: Vec<u64> = window.recent.iter().copied().collect();
+        sorted.sort_unstable();
+        let at = |q: f64| {
+            let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+            sorted.get(index).map_or(0.0, |us| *us as f64 / 1000.0)
+        };
+        Some(CallStats {
+            calls: window.calls,
+            errors: window.errors,
+            p50_ms: at(0.50),
+            p95_ms: at(0.95),
+        })
     }
 
     /// Ends every open call stream (on server shutdown); new ones end at once.
@@ -212,6 +255,19 @@ impl Observer {
                 upstream: upstream.into(),
             })
             .observe(seconds);
+        if let Ok(mut windows) = self.windows.lock() {
+            let window = windows.entry(upstream.to_string()).or_default();
+            window.calls += 1;
+            if outcome != "ok" {
+                window.errors += 1;
+            }
+            if window.recent.len() == LATENCY_WINDOW {
+                window.recent.pop_front();
+            }
+            window
+                .recent
+                .push_back(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+        }
         self.publish(tool, upstream, identity, elapsed, outcome);
     }
 

@@ -201,3 +201,110 @@ async fn agent_without_a_model_endpoint_says_what_to_set() {
     assert!(stderr.contains("OPENAI_BASE_URL"), "{stderr}");
     assert!(stderr.contains("OPENAI_API_KEY"), "{stderr}");
 }
+
+/// The agent reaches the CRM's REST API through the gateway's OpenAPI connector (issue 10):
+/// `switchboard server crm` serves its REST API and OpenAPI document, the gateway wraps it as
+/// the `crmrest` upstream, and the agent's `searchContacts` call returns the seeded contact.
+#[tokio::test]
+async fn agent_run_uses_a_rest_api_through_the_openapi_connector() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The CRM takes a fixed REST address: ask the OS for a free loopback port first.
+    let rest_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let rest = format!("127.0.0.1:{rest_port}");
+    let _crm = spawn_listening(
+        &[
+            "server",
+            "crm",
+            "--transport",
+            "http",
+            "--listen",
+            "127.0.0.1:0",
+            "--rest-listen",
+            &rest,
+        ],
+        dir.path(),
+    )
+    .await;
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[audit]
+enabled = false
+[[upstream]]
+name = "crmrest"
+[upstream.openapi]
+spec = "http://{rest}/api/openapi.json"
+base_url = "http://{rest}"
+exclude = {{ operation_ids = ["getOpenApiDocument"] }}
+"#
+        ),
+    )
+    .expect("write config");
+    let config = config.display().to_string();
+    let gateway = spawn_listening(
+        &["serve", "--config", &config, "--listen", "127.0.0.1:0"],
+        dir.path(),
+    )
+    .await;
+    let quote_company: Dynamic = Box::new(|request: &Value| {
+        let fed = tool_messages(request)
+            .first()
+            .and_then(|m| m["content"].as_str().map(String::from))
+            .unwrap_or_default();
+        text(if fed.contains("Nguyễn Văn Anh") {
+            "Nguyễn Văn Anh works at Tech Solutions."
+        } else {
+            "Nobody found."
+        })
+    });
+    let (model_url, model) = ScriptedModel::start(vec![
+        Reply::Chunks(calls(&[(
+            "call_1",
+            "crmrest__searchContacts",
+            json!({"query": "Tech Solutions"}),
+        )])),
+        Reply::Dynamic(quote_company),
+    ])
+    .await
+    .expect("scripted model");
+
+    let output = agent_command(dir.path())
+        .args([
+            "agent",
+            "run",
+            "--gateway",
+            &gateway.mcp,
+            "--base-url",
+            &model_url,
+            "--model",
+            "scripted",
+            "--json",
+            "Who works at Tech Solutions?",
+        ])
+        .output()
+        .await
+        .expect("run the agent");
+    assert!(
+        output.status.success(),
+        "agent run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).expect("--json prints RunResult");
+    assert_eq!(
+        result["final_output"],
+        "Nguyễn Văn Anh works at Tech Solutions."
+    );
+    let requests = model.requests();
+    let names = tool_names(&requests[0]);
+    assert!(
+        names.iter().any(|n| n == "crmrest__searchContacts"),
+        "{names:?}"
+    );
+    // The excluded operation is not offered to the model.
+    assert!(!names.iter().any(|n| n == "crmrest__getOpenApiDocument"));
+}

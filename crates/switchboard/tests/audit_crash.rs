@@ -219,6 +219,16 @@ async fn sqlite_keeps_every_acknowledged_call_through_sigkill() {
     assert!(dir.path().join("data/audit.db").exists());
 }
 
+/// `durability = "process"` skips the fsync per batch; a gateway crash must still lose nothing
+/// (the records are in the WAL file, in the kernel's hands, before the answers go out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_without_fsync_keeps_every_acknowledged_call_through_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), "durability = \"process\"");
+    crash_and_check(dir.path(), &config).await;
+    assert!(dir.path().join("data/audit.db").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_keeps_every_acknowledged_call_through_sigkill() {
     let base = pg_base();

@@ -181,6 +181,15 @@ async fn a_read_interrupted_by_a_crash_is_retried_and_status_reports_it() {
     let mem = by_name("mem");
     assert_eq!(mem["cache"]["hits"], 1, "{mem}");
     assert_eq!(mem["cache"]["misses"], 1, "{mem}");
+    // Call counts and recent latency percentiles per upstream (the cached call counts too).
+    assert_eq!(mem["calls"]["calls"], 2, "{mem}");
+    assert_eq!(mem["calls"]["errors"], 0, "{mem}");
+    assert!(
+        mem["calls"]["p95_ms"].as_f64() >= mem["calls"]["p50_ms"].as_f64(),
+        "{mem}"
+    );
+    // Nothing needs attention: the disabled upstream is not a problem, it was switched off.
+    assert_eq!(status["problems"], json!([]), "{status}");
     assert_eq!(flaky["cache"], Value::Null, "{flaky}");
     let off = by_name("off");
     assert_eq!(off["enabled"], false, "{off}");

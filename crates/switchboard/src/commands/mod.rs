@@ -116,7 +116,10 @@ pub fn init_logging(global: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // `--log` filters the console only; trace export (`crate::otel`) has its own filter.
-    let console = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a terminal: piped logs (a desktop client's, CI's) stay plain text.
+    let console = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let console = match global.log_format {
         LogFormat::Text => console.boxed(),
         LogFormat::Json => console.json().boxed(),
