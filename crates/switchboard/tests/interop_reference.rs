@@ -60,7 +60,7 @@ fn bin(name: &str) -> PathBuf {
     path
 }
 
-use common::args;
+use common::{alive, args, pid_in};
 
 /// A client handler that records `notifications/progress`.
 #[derive(Clone, Default)]
@@ -403,22 +403,6 @@ async fn call_tool(client: &Client, tool: &str, arguments: Value) -> rmcp::model
         .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments)))
         .await
         .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
-}
-
-fn pid_in(file: &Path) -> i32 {
-    std::fs::read_to_string(file)
-        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
-        .trim()
-        .parse()
-        .expect("a pid")
-}
-
-fn alive(pid: i32) -> bool {
-    // Signal 0: is there such a process (a zombie still counts until it is reaped)?
-    rustix::process::Pid::from_raw(pid)
-        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| stat.contains(") Z "))
 }
 
 async fn upstream_status(base: &str, name: &str) -> Value {

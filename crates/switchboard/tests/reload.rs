@@ -7,24 +7,9 @@ mod common;
 
 use std::{path::Path, time::Duration};
 
-use common::{BIN, args, call, client, spawn_listening};
+use common::{BIN, alive, args, call, client, pid_in, spawn_listening};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
-
-fn pid_in(file: &Path) -> i32 {
-    std::fs::read_to_string(file)
-        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
-        .trim()
-        .parse()
-        .expect("a pid")
-}
-
-fn alive(pid: i32) -> bool {
-    rustix::process::Pid::from_raw(pid)
-        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| stat.contains(") Z "))
-}
 
 /// A stdio upstream that records its pid in `pid_file`, then becomes `switchboard ARGS`.
 fn stdio_upstream(name: &str, pid_file: &Path, args: &str) -> String {
@@ -33,6 +18,27 @@ fn stdio_upstream(name: &str, pid_file: &Path, args: &str) -> String {
          args = [\"-c\", \"echo $$ > '{pid}'; exec '{BIN}' --log warn {args}\"] }}\n",
         pid = pid_file.display(),
     )
+}
+
+/// `switchboard serve --config CONFIG --watch-secs WATCH` with its data under `dir`.
+async fn serve(dir: &Path, config: &Path, watch_secs: &str) -> common::Listening {
+    let config = config.display().to_string();
+    let data = dir.join("data").display().to_string();
+    spawn_listening(
+        &[
+            "serve",
+            "--config",
+            &config,
+            "--data-dir",
+            &data,
+            "--watch-secs",
+            watch_secs,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir,
+    )
+    .await
 }
 
 async fn reloads(base: &str) -> Value {
@@ -103,23 +109,7 @@ async fn sighup_applies_a_new_configuration_without_dropping_a_call() {
         ),
     )
     .expect("write config");
-    let config_arg = config.display().to_string();
-    let data = dir.path().join("data").display().to_string();
-    let gateway = spawn_listening(
-        &[
-            "serve",
-            "--config",
-            &config_arg,
-            "--data-dir",
-            &data,
-            "--watch-secs",
-            "0",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        dir.path(),
-    )
-    .await;
+    let gateway = serve(dir.path(), &config, "0").await;
     let session = client(&gateway.mcp).await;
     let before = tool_names(&session).await;
     assert!(before.iter().any(|t| t == "kept__echo"), "{before:?}");
@@ -233,23 +223,7 @@ async fn a_changed_config_file_is_applied_without_a_signal() {
         )
     };
     std::fs::write(&config, upstream("first")).expect("write config");
-    let config_arg = config.display().to_string();
-    let data = dir.path().join("data").display().to_string();
-    let gateway = spawn_listening(
-        &[
-            "serve",
-            "--config",
-            &config_arg,
-            "--data-dir",
-            &data,
-            "--watch-secs",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        dir.path(),
-    )
-    .await;
+    let gateway = serve(dir.path(), &config, "1").await;
     let session = client(&gateway.mcp).await;
     assert_eq!(tool_names(&session).await, ["first__echo"]);
     std::fs::write(&config, upstream("second")).expect("rewrite config");

@@ -88,3 +88,20 @@ pub async fn call(
         .await
         .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
 }
+
+/// The pid a wrapper script wrote to `file` (`sh -c 'echo $$ > FILE; exec …'`).
+pub fn pid_in(file: &Path) -> i32 {
+    std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+/// Whether process `pid` exists and is not a zombie (a zombie is dead, only not yet reaped).
+pub fn alive(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.contains(") Z "))
+}
