@@ -330,6 +330,18 @@ impl GatewayState {
         self.policies.is_some()
     }
 
+    fn permits_kind(
+        &self,
+        principal: Option<&crate::auth::Identity>,
+        kind: crate::auth::policy::Subject,
+        name: &str,
+    ) -> bool {
+        match (&self.policies, principal) {
+            (Some(policies), Some(who)) => policies.check_kind(who, kind, name).is_ok(),
+            _ => true,
+        }
+    }
+
     /// Each `[[security.rate_limit]]` rule's counters (allowed, limited, Redis failures).
     pub fn rate_limit_stats(&self) -> Vec<crate::ratelimit::RateLimitStats> {
         self.rate_limits
@@ -536,6 +548,17 @@ impl Gateway {
     /// Whether authorization rules are configured.
     pub fn has_policies(&self) -> bool {
         self.state().has_policies()
+    }
+
+    /// May `principal` see and use the resource URI or prompt name `name`? (Always, without
+    /// authorization rules or for the gateway's own requests.)
+    pub fn permits_kind(
+        &self,
+        principal: Option<&crate::auth::Identity>,
+        kind: crate::auth::policy::Subject,
+        name: &str,
+    ) -> bool {
+        self.state().permits_kind(principal, kind, name)
     }
 
     /// Each `[[security.rate_limit]]` rule's counters (allowed, limited, Redis failures).

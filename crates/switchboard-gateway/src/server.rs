@@ -21,7 +21,10 @@ use rmcp::{
     service::{NotificationContext, RequestContext},
 };
 
-use crate::{error::GatewayError, gateway::Gateway, passthrough::Downstream, resources};
+use crate::{
+    auth::policy::Subject, error::GatewayError, gateway::Gateway, passthrough::Downstream,
+    resources,
+};
 
 /// A handle on the gateway for one client session (cheap to clone).
 pub struct GatewayServer {
@@ -68,6 +71,37 @@ impl GatewayServer {
 
     fn downstream(&self, cx: &RequestContext<RoleServer>) -> Downstream {
         Downstream::new(cx, self.log_level.clone())
+    }
+
+    fn permits(&self, who: &crate::auth::Identity, kind: Subject, name: &str) -> bool {
+        self.gateway.permits_kind(Some(who), kind, name)
+    }
+
+    /// Refuses a resource or prompt the caller may not use: the same JSON-RPC error whether
+    /// or not it exists, so a refusal reveals nothing about what the caller cannot see.
+    fn authorize(
+        &self,
+        context: &RequestContext<RoleServer>,
+        kind: Subject,
+        name: &str,
+    ) -> Result<(), ErrorData> {
+        if !self.gateway.has_policies() {
+            return Ok(());
+        }
+        let who = self.principal(context);
+        if self.permits(&who, kind, name) {
+            return Ok(());
+        }
+        let what = match kind {
+            Subject::Resource => "resource",
+            Subject::Prompt => "prompt",
+            Subject::Tool => "tool",
+        };
+        tracing::info!(%name, subject = %who.subject, what, "denied");
+        Err(ErrorData::invalid_params(
+            format!("{what} {name:?} is not permitted for {:?}", who.subject),
+            Some(serde_json::json!({"kind": "forbidden"})),
+        ))
     }
 
     /// Who sent this request: the identity the HTTP authentication attached, else (stdio, or a
@@ -235,10 +269,15 @@ impl ServerHandler for GatewayServer {
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let prompts = Box::pin(resources::list_prompts(&self.gateway)).await;
-        let mut result = ListPromptsResult::with_all_items(self.count("prompts/list", prompts)?);
+        let mut prompts = self.count("prompts/list", prompts)?;
+        if self.gateway.has_policies() {
+            let who = self.principal(&context);
+            prompts.retain(|p| self.permits(&who, Subject::Prompt, &p.name));
+        }
+        let mut result = ListPromptsResult::with_all_items(prompts);
         result.result_type = Some(ResultType::COMPLETE);
         Ok(result)
     }
@@ -248,6 +287,7 @@ impl ServerHandler for GatewayServer {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        self.authorize(&context, Subject::Prompt, &request.name)?;
         let response = Box::pin(resources::get_prompt(
             &self.gateway,
             request,
@@ -260,10 +300,15 @@ impl ServerHandler for GatewayServer {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let listed = Box::pin(resources::list_resources(&self.gateway)).await;
-        let mut result = ListResourcesResult::with_all_items(self.count("resources/list", listed)?);
+        let mut listed = self.count("resources/list", listed)?;
+        if self.gateway.has_policies() {
+            let who = self.principal(&context);
+            listed.retain(|r| self.permits(&who, Subject::Resource, &r.uri));
+        }
+        let mut result = ListResourcesResult::with_all_items(listed);
         result.result_type = Some(ResultType::COMPLETE);
         Ok(result)
     }
@@ -271,11 +316,14 @@ impl ServerHandler for GatewayServer {
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let mut result = ListResourceTemplatesResult::with_all_items(
-            Box::pin(resources::list_resource_templates(&self.gateway)).await?,
-        );
+        let mut templates = Box::pin(resources::list_resource_templates(&self.gateway)).await?;
+        if self.gateway.has_policies() {
+            let who = self.principal(&context);
+            templates.retain(|t| self.permits(&who, Subject::Resource, &t.uri_template));
+        }
+        let mut result = ListResourceTemplatesResult::with_all_items(templates);
         result.result_type = Some(ResultType::COMPLETE);
         Ok(result)
     }
@@ -285,6 +333,7 @@ impl ServerHandler for GatewayServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        self.authorize(&context, Subject::Resource, &request.uri)?;
         let response = Box::pin(resources::read_resource(
             &self.gateway,
             request,
@@ -299,6 +348,7 @@ impl ServerHandler for GatewayServer {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        self.authorize(&context, Subject::Resource, &request.uri)?;
         let down = self.downstream(&context);
         let (upstream, original) = Box::pin(resources::subscribe(
             &self.gateway,

@@ -631,3 +631,180 @@ async fn jwks_refetches_are_bounded_by_min_refresh() {
     assert_eq!(idp.fetches(), 1);
     gw.stop().await;
 }
+
+/// An upstream with two resources and two prompts, for resource and prompt authorization.
+#[derive(Clone)]
+struct Library;
+
+impl rmcp::ServerHandler for Library {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(
+            rmcp::model::ServerCapabilities::builder()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _cx: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, rmcp::ErrorData> {
+        Ok(rmcp::model::ListResourcesResult {
+            resources: vec![
+                rmcp::model::Resource::new("doc://public/readme", "readme"),
+                rmcp::model::Resource::new("doc://private/salaries", "salaries"),
+            ],
+            ..Default::default()
+        })
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _cx: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, rmcp::ErrorData> {
+        Ok(rmcp::model::ReadResourceResult::new(vec![
+            rmcp::model::ResourceContents::TextResourceContents {
+                uri: request.uri.clone(),
+                mime_type: Some("text/plain".into()),
+                text: format!("contents of {}", request.uri),
+                meta: None,
+            },
+        ])
+        .into())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _cx: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, rmcp::ErrorData> {
+        Ok(rmcp::model::ListPromptsResult {
+            prompts: vec![
+                rmcp::model::Prompt::new("summarise", Some("Summarise a document"), None),
+                rmcp::model::Prompt::new("payroll", Some("Payroll questions"), None),
+            ],
+            ..Default::default()
+        })
+    }
+
+    async fn get_prompt(
+        &self,
+        request: rmcp::model::GetPromptRequestParams,
+        _cx: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::GetPromptResponse, rmcp::ErrorData> {
+        Ok(
+            rmcp::model::GetPromptResult::new(vec![rmcp::model::PromptMessage::new_text(
+                rmcp::model::Role::User,
+                format!("prompt {}", request.name),
+            )])
+            .into(),
+        )
+    }
+}
+
+/// Policies over resources and prompts hide and refuse them like tools; argument constraints
+/// hold a role's calls to what it may touch.
+#[tokio::test]
+async fn resources_prompts_and_arguments_are_authorized_per_identity() {
+    let library = switchboard_transport::serve_http(
+        || Ok(Library),
+        "127.0.0.1:0".parse().expect("addr"),
+        HttpRoutes::Streamable,
+        &HttpLimits::default(),
+    )
+    .await
+    .expect("serve the library");
+    let policies = format!(
+        r#"
+[[upstream]]
+name = "lib"
+connect = {{ transport = "http", url = "http://{addr}/mcp" }}
+
+[security.authorization]
+default = "deny"
+[[security.authorization.policy]]
+subjects = ["alice"]
+allow = ["a__*"]
+resources = {{ allow = ["switchboard://lib/doc%3A%2F%2Fpublic*"] }}
+prompts = {{ allow = ["lib__summarise"] }}
+[[security.authorization.policy.constraint]]
+tools = ["a__echo"]
+argument = "/message"
+allow = ["hi", "hello *"]
+[[security.authorization.policy]]
+roles = ["admin"]
+allow = ["*"]
+resources = {{ allow = ["*"] }}
+prompts = {{ allow = ["*"] }}
+"#,
+        addr = library.local_addr
+    );
+    let gw = start(&policies).await;
+
+    let alice = client(&gw.base, &hs(&claims("alice"))).await;
+    let resources = alice.list_all_resources().await.expect("resources/list");
+    let uris: Vec<String> = resources.iter().map(|r| r.uri.clone()).collect();
+    assert_eq!(uris.len(), 1, "{uris:?}");
+    assert!(uris[0].contains("public"), "{uris:?}");
+    let public = alice
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(uris[0].clone()))
+        .await
+        .expect("the public resource is readable");
+    assert!(format!("{public:?}").contains("contents of doc://public/readme"));
+    let private = uris[0].replace("public%2Freadme", "private%2Fsalaries");
+    let refused = alice
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(private.clone()))
+        .await
+        .expect_err("the private resource is refused");
+    assert!(refused.to_string().contains("not permitted"), "{refused}");
+    let prompts: Vec<String> = alice
+        .list_all_prompts()
+        .await
+        .expect("prompts/list")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(prompts, ["lib__summarise"]);
+    assert!(
+        alice
+            .get_prompt(rmcp::model::GetPromptRequestParams::new("lib__payroll"))
+            .await
+            .is_err()
+    );
+    // The constraint: a__echo only with the allowed messages.
+    assert!(call(&alice, "a__echo").await.is_ok());
+    let constrained = alice
+        .call_tool(
+            CallToolRequestParams::new("a__echo").with_arguments(
+                json!({"message": "something else"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await
+        .expect_err("a message outside the constraint is refused");
+    assert!(
+        constrained.to_string().contains("/message"),
+        "{constrained}"
+    );
+    let _ = alice.cancel().await;
+
+    // The admin role sees both resources and both prompts.
+    let mut admin = claims("root");
+    admin["roles"] = json!(["admin"]);
+    let root = client(&gw.base, &hs(&admin)).await;
+    assert_eq!(root.list_all_resources().await.expect("list").len(), 2);
+    assert_eq!(root.list_all_prompts().await.expect("list").len(), 2);
+    assert!(
+        root.read_resource(rmcp::model::ReadResourceRequestParams::new(private))
+            .await
+            .is_ok()
+    );
+    let _ = root.cancel().await;
+    gw.stop().await;
+    let _ = library.shutdown().await;
+}

@@ -1,11 +1,20 @@
-//! Authorization: which identities may see and call which tools.
+//! Authorization: which identities may see and use which tools, resources and prompts.
 //!
-//! Decision for an identity and an exposed tool name, in order:
+//! Decision for an identity and an exposed tool name (or resource URI, or prompt name), in
+//! order:
 //! 1. a `deny` glob of any policy that applies to the identity matches: **denied** (deny wins);
-//! 2. the identity carries `tool:GLOB` scopes (a token or key limited to some tools) and none
-//!    matches: **denied** (scopes only ever narrow);
-//! 3. an `allow` glob of an applicable policy, or a `tool:GLOB` scope, matches: **allowed**;
+//! 2. the identity carries `tool:GLOB` scopes (`resource:GLOB`, `prompt:GLOB`; a token or key
+//!    limited to some tools) and none matches: **denied** (scopes only ever narrow);
+//! 3. an `allow` glob of an applicable policy, or such a scope, matches: **allowed**;
 //! 4. otherwise `default` (`"deny"` unless configured `"allow"`).
+//!
+//! Tools use the policy's `allow`/`deny`; resources and prompts their own
+//! `resources = { allow, deny }` and `prompts = { allow, deny }`. A tool call allowed so far is
+//! then held to the `constraints` of every applicable policy whose `tools` globs match it: the
+//! argument at each constraint's JSON pointer must be a string matching one of its globs (for
+//! `path = true`, after lexical normalisation: `.` dropped, `..` resolved, and a `..` that
+//! climbs above the start refused), so "this role may only read under `reports/`" holds for
+//! `reports/../secrets.txt` too.
 //!
 //! A policy applies when any of its selectors matches (globs over the subject, scopes, roles and
 //! API key names; `anonymous = true` for the anonymous caller); a policy with no selector applies
@@ -61,6 +70,53 @@ pub struct PolicyConfig {
     pub allow: Vec<String>,
     #[serde(default)]
     pub deny: Vec<String>,
+    /// Globs over exposed resource URIs (and resource template URIs).
+    #[serde(default)]
+    pub resources: RulesConfig,
+    /// Globs over exposed prompt names.
+    #[serde(default)]
+    pub prompts: RulesConfig,
+    /// Limits on the arguments of the tools this policy applies to.
+    #[serde(default, rename = "constraint")]
+    pub constraints: Vec<ConstraintConfig>,
+}
+
+/// `allow` and `deny` globs for resources or prompts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// `[[security.authorization.policy.constraint]]`: the argument at `argument` (a JSON pointer,
+/// e.g. `/path`) of the tools matching `tools` must be a string matching one of `allow`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintConfig {
+    /// Globs over exposed tool names.
+    pub tools: Vec<String>,
+    /// A JSON pointer into the arguments.
+    pub argument: String,
+    /// Globs the value must match (one of).
+    pub allow: Vec<String>,
+    /// Normalise the value as a `/`-separated path before matching. Default false.
+    #[serde(default)]
+    pub path: bool,
+}
+
+struct Rules {
+    allow: GlobSet,
+    deny: GlobSet,
+}
+
+struct Constraint {
+    tools: GlobSet,
+    argument: String,
+    allow: GlobSet,
+    path: bool,
 }
 
 struct Policy {
@@ -70,8 +126,29 @@ struct Policy {
     roles: GlobSet,
     keys: GlobSet,
     anonymous: bool,
-    allow: GlobSet,
-    deny: GlobSet,
+    tools: Rules,
+    resources: Rules,
+    prompts: Rules,
+    constraints: Vec<Constraint>,
+}
+
+/// What an authorization decision is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Tool,
+    Resource,
+    Prompt,
+}
+
+impl Subject {
+    /// The credential scope prefix that narrows this kind.
+    fn scope_prefix(self) -> &'static str {
+        match self {
+            Subject::Tool => "tool:",
+            Subject::Resource => "resource:",
+            Subject::Prompt => "prompt:",
+        }
+    }
 }
 
 fn globs(patterns: &[String], what: &str) -> Result<GlobSet, ConfigError> {
@@ -105,22 +182,55 @@ pub struct Policies {
     policies: Vec<Policy>,
 }
 
-/// Why a tool is refused (for the error message).
+/// Why a tool (resource, prompt) is refused (for the error message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
     DeniedByPolicy,
     OutsideScopes,
     NotAllowed,
+    /// An argument broke a policy constraint.
+    Constraint {
+        argument: String,
+    },
 }
 
 impl std::fmt::Display for Denial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Denial::DeniedByPolicy => "denied by policy",
-            Denial::OutsideScopes => "outside the credential's tool scopes",
-            Denial::NotAllowed => "not allowed by any policy",
-        })
+        match self {
+            Denial::DeniedByPolicy => f.write_str("denied by policy"),
+            Denial::OutsideScopes => f.write_str("outside the credential's scopes"),
+            Denial::NotAllowed => f.write_str("not allowed by any policy"),
+            Denial::Constraint { argument } => write!(
+                f,
+                "argument {argument} is missing or outside what the policy allows"
+            ),
+        }
     }
+}
+
+/// `value` as a normalised `/`-separated path: `.` and empty segments dropped, `..` resolved;
+/// `None` when a `..` climbs above the start, or the value holds a NUL or a backslash (which
+/// path handlers may read differently than this function).
+fn normalise_path(value: &str) -> Option<String> {
+    if value.contains('\0') || value.contains('\\') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in value.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    Some(if value.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    })
 }
 
 impl Policies {
@@ -140,8 +250,39 @@ impl Policies {
                     roles: globs(&p.roles, "role")?,
                     keys: globs(&p.keys, "key")?,
                     anonymous: p.anonymous,
-                    allow: globs(&p.allow, "tool")?,
-                    deny: globs(&p.deny, "tool")?,
+                    tools: Rules {
+                        allow: globs(&p.allow, "tool")?,
+                        deny: globs(&p.deny, "tool")?,
+                    },
+                    resources: Rules {
+                        allow: globs(&p.resources.allow, "resource")?,
+                        deny: globs(&p.resources.deny, "resource")?,
+                    },
+                    prompts: Rules {
+                        allow: globs(&p.prompts.allow, "prompt")?,
+                        deny: globs(&p.prompts.deny, "prompt")?,
+                    },
+                    constraints: p
+                        .constraints
+                        .iter()
+                        .map(|c| {
+                            if !c.argument.starts_with('/') {
+                                return Err(ConfigError::Invalid {
+                                    upstream: "security.authorization".into(),
+                                    message: format!(
+                                        "constraint argument {:?} must be a JSON pointer such as \"/path\"",
+                                        c.argument
+                                    ),
+                                });
+                            }
+                            Ok(Constraint {
+                                tools: globs(&c.tools, "constraint tool")?,
+                                argument: c.argument.clone(),
+                                allow: globs(&c.allow, "constraint value")?,
+                                path: c.path,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, ConfigError>>()?,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -153,19 +294,38 @@ impl Policies {
 
     /// May `identity` see and call `tool`?
     pub fn check(&self, identity: &Identity, tool: &str) -> Result<(), Denial> {
+        self.check_kind(identity, Subject::Tool, tool)
+    }
+
+    /// May `identity` see and use the resource URI or prompt name `name`?
+    pub fn check_kind(&self, identity: &Identity, kind: Subject, name: &str) -> Result<(), Denial> {
         let applicable: Vec<&Policy> = self
             .policies
             .iter()
             .filter(|p| p.applies(identity))
             .collect();
-        if applicable.iter().any(|p| p.deny.is_match(tool)) {
+        fn rules(p: &Policy, kind: Subject) -> &Rules {
+            match kind {
+                Subject::Tool => &p.tools,
+                Subject::Resource => &p.resources,
+                Subject::Prompt => &p.prompts,
+            }
+        }
+        if applicable
+            .iter()
+            .any(|p| rules(p, kind).deny.is_match(name))
+        {
             return Err(Denial::DeniedByPolicy);
         }
         let mut scoped = false;
         let mut in_scope = false;
-        for glob in identity.tool_scopes() {
+        for glob in identity
+            .scopes
+            .iter()
+            .filter_map(|s| s.strip_prefix(kind.scope_prefix()))
+        {
             scoped = true;
-            if Glob::new(glob).is_ok_and(|g| g.compile_matcher().is_match(tool)) {
+            if Glob::new(glob).is_ok_and(|g| g.compile_matcher().is_match(name)) {
                 in_scope = true;
             }
         }
@@ -173,13 +333,51 @@ impl Policies {
             return Err(Denial::OutsideScopes);
         }
         if in_scope
-            || applicable.iter().any(|p| p.allow.is_match(tool))
+            || applicable
+                .iter()
+                .any(|p| rules(p, kind).allow.is_match(name))
             || self.default == DefaultDecision::Allow
         {
             Ok(())
         } else {
             Err(Denial::NotAllowed)
         }
+    }
+
+    /// [`Policies::check`], then the argument constraints of every applicable policy.
+    pub fn check_call(
+        &self,
+        identity: &Identity,
+        tool: &str,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<(), Denial> {
+        self.check(identity, tool)?;
+        for policy in self.policies.iter().filter(|p| p.applies(identity)) {
+            for constraint in policy.constraints.iter().filter(|c| c.tools.is_match(tool)) {
+                let value = arguments.and_then(|args| {
+                    let object = serde_json::Value::Object(args.clone());
+                    object
+                        .pointer(&constraint.argument)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                });
+                let permitted = value
+                    .and_then(|v| {
+                        if constraint.path {
+                            normalise_path(&v)
+                        } else {
+                            Some(v)
+                        }
+                    })
+                    .is_some_and(|v| constraint.allow.is_match(&v));
+                if !permitted {
+                    return Err(Denial::Constraint {
+                        argument: constraint.argument.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -243,10 +441,127 @@ mod tests {
             Err(Denial::OutsideScopes)
         );
         let scoped = id("bob", &["tool:crm__*"], &[]);
+        // Tool scopes do not narrow resources or prompts, and vice versa.
+        assert_eq!(
+            p.check_kind(&scoped, Subject::Resource, "switchboard://crm/x"),
+            Err(Denial::NotAllowed)
+        );
         assert_eq!(p.check(&scoped, "crm__get_contact"), Ok(()));
         assert_eq!(
             p.check(&Identity::anonymous(), "crm__get_contact"),
             Err(Denial::NotAllowed)
         );
+    }
+
+    #[test]
+    fn resources_and_prompts_have_their_own_rules() {
+        let p = policies(
+            r#"
+            [[policy]]
+            roles = ["analyst"]
+            allow = ["sql__*"]
+            resources = { allow = ["switchboard://docs/*"], deny = ["switchboard://docs/secret*"] }
+            prompts = { allow = ["sql__*"] }
+            "#,
+        );
+        let analyst = id("ann", &[], &["analyst"]);
+        assert_eq!(
+            p.check_kind(&analyst, Subject::Resource, "switchboard://docs/readme"),
+            Ok(())
+        );
+        assert_eq!(
+            p.check_kind(&analyst, Subject::Resource, "switchboard://docs/secret.txt"),
+            Err(Denial::DeniedByPolicy)
+        );
+        assert_eq!(
+            p.check_kind(&analyst, Subject::Resource, "switchboard://fs/x"),
+            Err(Denial::NotAllowed)
+        );
+        assert_eq!(
+            p.check_kind(&analyst, Subject::Prompt, "sql__explain"),
+            Ok(())
+        );
+        assert_eq!(
+            p.check_kind(&analyst, Subject::Prompt, "crm__summary"),
+            Err(Denial::NotAllowed)
+        );
+        let narrowed = id("ann", &["resource:switchboard://docs/r*"], &["analyst"]);
+        assert_eq!(
+            p.check_kind(&narrowed, Subject::Resource, "switchboard://docs/readme"),
+            Ok(())
+        );
+        assert_eq!(
+            p.check_kind(&narrowed, Subject::Resource, "switchboard://docs/other"),
+            Err(Denial::OutsideScopes)
+        );
+    }
+
+    #[test]
+    fn argument_constraints_hold_after_path_normalisation() {
+        let p = policies(
+            r#"
+            [[policy]]
+            roles = ["reader"]
+            allow = ["fs__read_*", "fs__list_directory"]
+            [[policy.constraint]]
+            tools = ["fs__read_*"]
+            argument = "/path"
+            allow = ["reports", "reports/**"]
+            path = true
+            "#,
+        );
+        let reader = id("rita", &[], &["reader"]);
+        let args = |v: serde_json::Value| v.as_object().cloned();
+        let call = |tool: &str, a: serde_json::Value| p.check_call(&reader, tool, args(a).as_ref());
+        assert_eq!(
+            call(
+                "fs__read_text_file",
+                serde_json::json!({"path": "reports/q3.txt"})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            call(
+                "fs__read_text_file",
+                serde_json::json!({"path": "./reports/./a/../q3.txt"})
+            ),
+            Ok(())
+        );
+        let outside = Err(Denial::Constraint {
+            argument: "/path".into(),
+        });
+        assert_eq!(
+            call(
+                "fs__read_text_file",
+                serde_json::json!({"path": "reports/../secrets.txt"})
+            ),
+            outside
+        );
+        assert_eq!(
+            call(
+                "fs__read_text_file",
+                serde_json::json!({"path": "../../etc/passwd"})
+            ),
+            outside
+        );
+        assert_eq!(
+            call(
+                "fs__read_text_file",
+                serde_json::json!({"path": "reports\\..\\x"})
+            ),
+            outside
+        );
+        assert_eq!(call("fs__read_text_file", serde_json::json!({})), outside);
+        assert_eq!(
+            call("fs__read_text_file", serde_json::json!({"path": 7})),
+            outside
+        );
+        // Tools the constraint does not name are not held to it.
+        assert_eq!(
+            call("fs__list_directory", serde_json::json!({"path": "/"})),
+            Ok(())
+        );
+        assert_eq!(normalise_path("/a/./b/../c"), Some("/a/c".into()));
+        assert_eq!(normalise_path("a/../.."), None);
     }
 }

@@ -59,7 +59,8 @@ where
 
     fn call(&mut self, call: ToolCall) -> Self::Future {
         if let (Some(policies), Some(principal)) = (&self.policies, &call.principal)
-            && let Err(denial) = policies.check(principal, &call.exposed)
+            && let Err(denial) =
+                policies.check_call(principal, &call.exposed, call.arguments.as_ref())
         {
             tracing::info!(tool = %call.exposed, subject = %principal.subject, %denial, "tools/call denied");
             let err = GatewayError::Forbidden {
