@@ -70,25 +70,16 @@ pub struct PolicyConfig {
     pub allow: Vec<String>,
     #[serde(default)]
     pub deny: Vec<String>,
-    /// Globs over exposed resource URIs (and resource template URIs).
+    /// `allow`/`deny` globs over exposed resource URIs (and resource template URIs), in the
+    /// same form as an upstream's tool filter.
     #[serde(default)]
-    pub resources: RulesConfig,
-    /// Globs over exposed prompt names.
+    pub resources: crate::config::ToolFilter,
+    /// `allow`/`deny` globs over exposed prompt names.
     #[serde(default)]
-    pub prompts: RulesConfig,
+    pub prompts: crate::config::ToolFilter,
     /// Limits on the arguments of the tools this policy applies to.
     #[serde(default, rename = "constraint")]
     pub constraints: Vec<ConstraintConfig>,
-}
-
-/// `allow` and `deny` globs for resources or prompts.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RulesConfig {
-    #[serde(default)]
-    pub allow: Vec<String>,
-    #[serde(default)]
-    pub deny: Vec<String>,
 }
 
 /// `[[security.authorization.policy.constraint]]`: the argument at `argument` (a JSON pointer,
@@ -205,6 +196,22 @@ impl std::fmt::Display for Denial {
                 "argument {argument} is missing or outside what the policy allows"
             ),
         }
+    }
+}
+
+/// The value at JSON pointer `pointer` (RFC 6901) in the arguments object, without copying it
+/// into a `Value` first (this runs on every constrained call).
+fn argument_at<'a>(
+    arguments: &'a serde_json::Map<String, serde_json::Value>,
+    pointer: &str,
+) -> Option<&'a serde_json::Value> {
+    let rest = pointer.strip_prefix('/')?;
+    let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let value = arguments.get(&first.replace("~1", "/").replace("~0", "~"))?;
+    if tail.is_empty() && !rest.ends_with('/') {
+        Some(value)
+    } else {
+        value.pointer(&format!("/{tail}"))
     }
 }
 
@@ -354,13 +361,10 @@ impl Policies {
         self.check(identity, tool)?;
         for policy in self.policies.iter().filter(|p| p.applies(identity)) {
             for constraint in policy.constraints.iter().filter(|c| c.tools.is_match(tool)) {
-                let value = arguments.and_then(|args| {
-                    let object = serde_json::Value::Object(args.clone());
-                    object
-                        .pointer(&constraint.argument)
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string)
-                });
+                let value = arguments
+                    .and_then(|args| argument_at(args, &constraint.argument))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
                 let permitted = value
                     .and_then(|v| {
                         if constraint.path {
@@ -562,6 +566,15 @@ mod tests {
             Ok(())
         );
         assert_eq!(normalise_path("/a/./b/../c"), Some("/a/c".into()));
+        let nested = serde_json::json!({"a/b": {"c": ["x", "y"]}, "d": 1});
+        let nested = nested.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            argument_at(&nested, "/a~1b/c/1"),
+            Some(&serde_json::json!("y"))
+        );
+        assert_eq!(argument_at(&nested, "/d"), Some(&serde_json::json!(1)));
+        assert_eq!(argument_at(&nested, "/missing"), None);
+        assert_eq!(argument_at(&nested, "d"), None);
         assert_eq!(normalise_path("a/../.."), None);
     }
 }
