@@ -43,6 +43,39 @@ fn agent_command(cwd: &std::path::Path) -> tokio::process::Command {
     command
 }
 
+/// `switchboard agent run [EXTRA] --gateway MCP --base-url MODEL --model scripted --json TASK`;
+/// fails the test unless it succeeds, and returns the printed `RunResult`.
+async fn run_json(
+    cwd: &std::path::Path,
+    extra: &[&str],
+    gateway: &str,
+    model_url: &str,
+    task: &str,
+) -> Value {
+    let output = agent_command(cwd)
+        .args(["agent", "run"])
+        .args(extra)
+        .args([
+            "--gateway",
+            gateway,
+            "--base-url",
+            model_url,
+            "--model",
+            "scripted",
+            "--json",
+            task,
+        ])
+        .output()
+        .await
+        .expect("run the agent");
+    assert!(
+        output.status.success(),
+        "agent run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("--json prints RunResult")
+}
+
 fn tool_names(request: &Value) -> Vec<String> {
     request["tools"]
         .as_array()
@@ -72,30 +105,14 @@ async fn agent_run_uses_the_tools_of_a_running_gateway() {
     .await
     .expect("scripted model");
 
-    let output = agent_command(dir.path())
-        .args([
-            "agent",
-            "run",
-            "--agent",
-            "data-analyst",
-            "--gateway",
-            &gateway.mcp,
-            "--base-url",
-            &model_url,
-            "--model",
-            "scripted",
-            "--json",
-            "Which customer has the highest total order value?",
-        ])
-        .output()
-        .await
-        .expect("run the agent");
-    assert!(
-        output.status.success(),
-        "agent run failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_slice(&output.stdout).expect("--json prints RunResult");
+    let result = run_json(
+        dir.path(),
+        &["--agent", "data-analyst"],
+        &gateway.mcp,
+        &model_url,
+        "Which customer has the highest total order value?",
+    )
+    .await;
     assert_eq!(result["final_output"], "The top customer is Trần Thị Bình.");
     assert_eq!(result["turns"], 2);
 
@@ -273,28 +290,14 @@ exclude = {{ operation_ids = ["getOpenApiDocument"] }}
     .await
     .expect("scripted model");
 
-    let output = agent_command(dir.path())
-        .args([
-            "agent",
-            "run",
-            "--gateway",
-            &gateway.mcp,
-            "--base-url",
-            &model_url,
-            "--model",
-            "scripted",
-            "--json",
-            "Who works at Tech Solutions?",
-        ])
-        .output()
-        .await
-        .expect("run the agent");
-    assert!(
-        output.status.success(),
-        "agent run failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: Value = serde_json::from_slice(&output.stdout).expect("--json prints RunResult");
+    let result = run_json(
+        dir.path(),
+        &[],
+        &gateway.mcp,
+        &model_url,
+        "Who works at Tech Solutions?",
+    )
+    .await;
     assert_eq!(
         result["final_output"],
         "Nguyễn Văn Anh works at Tech Solutions."
