@@ -149,6 +149,10 @@ struct InFlight {
     upstream_token: ProgressToken,
     down: Downstream,
     jobs: mpsc::Sender<Job>,
+    /// The last progress value relayed: rmcp hands each incoming notification to its own
+    /// task, so two can reach the relay swapped, and a client must only see increasing
+    /// progress (a stale one is dropped; progress is a latest-value signal).
+    last_progress: Option<f64>,
 }
 
 /// Per-upstream registry of in-flight downstream requests, and the upstream's capabilities
@@ -226,6 +230,7 @@ impl Relay {
                 upstream_token,
                 down: down.clone(),
                 jobs,
+                last_progress: None,
             });
         }
         Registration { relay: self, key }
@@ -233,15 +238,26 @@ impl Relay {
 
     /// Re-sends an upstream progress notification to the client whose request it belongs to.
     pub fn progress(&self, params: ProgressNotificationParam) {
-        let Ok(list) = self.in_flight.lock() else {
+        let Ok(mut list) = self.in_flight.lock() else {
             return;
         };
         let Some(entry) = list
-            .iter()
+            .iter_mut()
             .find(|f| f.upstream_token == params.progress_token)
         else {
             return;
         };
+        if entry
+            .last_progress
+            .is_some_and(|last| params.progress <= last)
+        {
+            tracing::debug!(
+                progress = params.progress,
+                "dropped an out-of-order progress notification"
+            );
+            return;
+        }
+        entry.last_progress = Some(params.progress);
         // The client's own token, or nothing: a client that sent none gets no progress.
         let Some(token) = entry.down.cx.meta.get_progress_token() else {
             return;
