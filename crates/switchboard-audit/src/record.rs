@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+pub use switchboard_core::canonical::{canonical_json, canonical_object};
+
 use crate::error::AuditError;
 
 /// What replaces a redacted value.
@@ -157,45 +159,6 @@ fn rfc3339_millis<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S:
     s.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-/// Canonical JSON: object keys sorted by their UTF-8 bytes, no insignificant whitespace,
-/// strings escaped and numbers printed as `serde_json` prints them. Independent of whether
-/// `serde_json` preserves insertion order.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
-            for (i, (key, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(value, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
-}
-
 /// Lower-case hex SHA-256 of `text`.
 pub fn sha256_hex(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
@@ -209,7 +172,7 @@ pub fn sha256_hex(text: &str) -> String {
 /// The SHA-256 of a call's arguments in canonical form; absent arguments hash as `{}`.
 pub fn arguments_sha256(arguments: Option<&Map<String, Value>>) -> String {
     match arguments {
-        Some(map) => sha256_hex(&canonical_json(&Value::Object(map.clone()))),
+        Some(map) => sha256_hex(&canonical_object(map)),
         None => sha256_hex("{}"),
     }
 }
@@ -323,15 +286,6 @@ mod tests {
             Value::Object(map) => map,
             _ => Map::new(),
         }
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys_at_every_depth_without_whitespace() {
-        let value = json!({"b": 1, "a": {"z": [3, {"y": true, "x": null}], "é": "q\"uote"}});
-        assert_eq!(
-            canonical_json(&value),
-            r#"{"a":{"z":[3,{"x":null,"y":true}],"é":"q\"uote"},"b":1}"#
-        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::{str::FromStr, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sqlx::{
-    Database, Encode, Executor, QueryBuilder, Type,
+    ConnectOptions, Connection, Database, Encode, Executor, QueryBuilder, Type,
     postgres::{PgConnectOptions, PgPool, PgPoolOptions},
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -33,9 +33,13 @@ const READ_CONNECTIONS: u32 = 2;
 /// Records deleted per pruning statement, so pruning never holds the write lock for long.
 pub const PRUNE_CHUNK: u32 = 5000;
 
+// `id` is the rowid without AUTOINCREMENT: AUTOINCREMENT writes a `sqlite_sequence` page in
+// every commit, about a fifth of a small batch's cost. Pruning deletes the oldest records, so
+// ids are not reused unless every record is pruned, and nothing pages by id (queries order by
+// time, then id).
 const SQLITE_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_log (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER PRIMARY KEY,
         ts_ms INTEGER NOT NULL,
         identity TEXT NOT NULL,
         client TEXT,
@@ -159,6 +163,7 @@ impl Store {
                 let options = PgConnectOptions::from_str(url)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(1 + READ_CONNECTIONS)
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
                 Store::Postgres(pool)
@@ -184,8 +189,11 @@ impl Store {
                         Durability::Process => SqliteSynchronous::Normal,
                     })
                     .busy_timeout(SQLITE_BUSY_TIMEOUT);
+                // No ping before each use: it is one more round trip to sqlx's worker thread
+                // per batch, and a broken connection fails the batch's own statement anyway.
                 let write = SqlitePoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .connect_with(options.clone())
                     .await?;
                 let read = SqlitePoolOptions::new()
@@ -217,20 +225,43 @@ impl Store {
 
     /// Writes `records` in one statement; returns once they are committed.
     pub async fn insert(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
-        if records.is_empty() {
+        let rows: Vec<(&AuditRecord, String)> = records
+            .iter()
+            .map(|r| (r, canonical_json(&r.arguments)))
+            .collect();
+        if rows.is_empty() {
             return Ok(());
         }
         match self {
             Store::Sqlite { write, .. } => {
-                let mut query = insert_query::<sqlx::Sqlite>(records);
-                query.build().execute(write).await?;
+                insert_query::<sqlx::Sqlite, _>(&rows)
+                    .build()
+                    .execute(write)
+                    .await?;
             }
             Store::Postgres(pool) => {
-                let mut query = insert_query::<sqlx::Postgres>(records);
-                query.build().execute(pool).await?;
+                insert_query::<sqlx::Postgres, _>(&rows)
+                    .build()
+                    .execute(pool)
+                    .await?;
             }
         }
         Ok(())
+    }
+
+    /// A connection of its own for the group-committing writer: it keeps it across batches,
+    /// so a batch pays neither a pool checkout nor a return (sqlx returns a connection to its
+    /// pool through a spawned task). The pools stay free for [`Store::insert`], queries and
+    /// pruning from elsewhere.
+    pub(crate) async fn writer_connection(&self) -> Result<WriterConnection, AuditError> {
+        Ok(match self {
+            Store::Sqlite { write, .. } => {
+                WriterConnection::Sqlite(write.connect_options().connect().await?)
+            }
+            Store::Postgres(pool) => {
+                WriterConnection::Postgres(pool.connect_options().connect().await?)
+            }
+        })
     }
 
     /// The records matching `filter`, newest first.
@@ -291,13 +322,78 @@ impl Store {
     }
 }
 
+/// The writer's own connection ([`Store::writer_connection`]).
+pub(crate) enum WriterConnection {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriterConnection {
+    /// Writes `rows` (each record with its arguments as canonical JSON text) in one
+    /// statement; returns once they are committed.
+    pub(crate) async fn insert_rows(
+        &mut self,
+        rows: &[(AuditRecord, String)],
+    ) -> Result<(), AuditError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self {
+            WriterConnection::Sqlite(conn) => {
+                insert_query::<sqlx::Sqlite, _>(rows)
+                    .build()
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            WriterConnection::Postgres(conn) => {
+                insert_query::<sqlx::Postgres, _>(rows)
+                    .build()
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Store::prune_chunk`] on this connection.
+    pub(crate) async fn prune_chunk(
+        &mut self,
+        before: DateTime<Utc>,
+        chunk: u32,
+    ) -> Result<u64, AuditError> {
+        let cutoff = before.timestamp_millis();
+        Ok(match self {
+            WriterConnection::Sqlite(conn) => prune_query::<sqlx::Sqlite>(cutoff, chunk)
+                .build()
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+            WriterConnection::Postgres(conn) => prune_query::<sqlx::Postgres>(cutoff, chunk)
+                .build()
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    pub(crate) async fn close(self) {
+        let closed = match self {
+            WriterConnection::Sqlite(conn) => conn.close().await,
+            WriterConnection::Postgres(conn) => conn.close().await,
+        };
+        if let Err(err) = closed {
+            tracing::debug!(%err, "closing the audit writer's connection");
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Dialect {
     Sqlite,
     Postgres,
 }
 
-fn insert_query<DB>(records: &[AuditRecord]) -> QueryBuilder<DB>
+fn insert_query<DB, R: std::borrow::Borrow<AuditRecord>>(rows: &[(R, String)]) -> QueryBuilder<DB>
 where
     DB: Database,
     DB::Arguments: Default,
@@ -306,7 +402,8 @@ where
     Option<String>: for<'t> Encode<'t, DB> + Type<DB>,
 {
     let mut query = QueryBuilder::new(format!("INSERT INTO audit_log ({COLUMNS}) "));
-    query.push_values(records, |mut row, record| {
+    query.push_values(rows, |mut row, (record, arguments_json)| {
+        let record: &AuditRecord = record.borrow();
         row.push_bind(record.time.timestamp_millis())
             .push_bind(record.identity.clone())
             .push_bind(record.client.clone())
@@ -314,7 +411,7 @@ where
             .push_bind(record.upstream.clone())
             .push_bind(record.upstream_tool.clone())
             .push_bind(record.arguments_sha256.clone())
-            .push_bind(canonical_json(&record.arguments))
+            .push_bind(arguments_json.clone())
             .push_bind(record.decision.as_str().to_string())
             .push_bind(record.outcome.as_str().to_string())
             .push_bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))

@@ -19,8 +19,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{AuditConfig, Location},
     error::AuditError,
-    record::{AuditRecord, CallRecord, Redactor, arguments_sha256, canonical_json, truncate},
-    store::{PRUNE_CHUNK, Store},
+    record::{
+        AuditRecord, CallRecord, Redactor, arguments_sha256, canonical_json, canonical_object,
+        truncate,
+    },
+    store::{PRUNE_CHUNK, Store, WriterConnection},
 };
 
 /// How often records older than `retention_days` are deleted (also once at start).
@@ -28,6 +31,8 @@ pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 struct Pending {
     record: AuditRecord,
+    /// `record.arguments` as canonical JSON, the stored text.
+    arguments_json: String,
     committed: oneshot::Sender<Result<(), Arc<str>>>,
 }
 
@@ -71,6 +76,7 @@ impl Auditor {
         let writer = tokio::spawn(
             Writer {
                 store: store.clone(),
+                connection: None,
                 receiver,
                 stop: stop.clone(),
                 max_batch: config.max_batch,
@@ -104,18 +110,25 @@ impl Auditor {
 
     /// The stored form of `call`: hashed, redacted, bounded.
     pub fn prepare(&self, call: CallRecord) -> AuditRecord {
+        self.prepare_with_text(call).0
+    }
+
+    /// [`Auditor::prepare`], and the record's arguments as canonical JSON text.
+    fn prepare_with_text(&self, call: CallRecord) -> (AuditRecord, String) {
         let arguments_sha256 = arguments_sha256(call.arguments.as_ref());
-        let redacted = Value::Object(match &call.arguments {
+        let redacted = match &call.arguments {
             Some(arguments) => self.redactor.redact(&call.tool, arguments),
             None => serde_json::Map::new(),
-        });
-        let size = canonical_json(&redacted).len();
-        let arguments = if size > self.max_arguments_bytes {
-            Value::String(format!("[TRUNCATED: {size} bytes]"))
-        } else {
-            redacted
         };
-        AuditRecord {
+        let text = canonical_object(&redacted);
+        let (arguments, text) = if text.len() > self.max_arguments_bytes {
+            let marker = Value::String(format!("[TRUNCATED: {} bytes]", text.len()));
+            let text = canonical_json(&marker);
+            (marker, text)
+        } else {
+            (Value::Object(redacted), text)
+        };
+        let record = AuditRecord {
             id: None,
             time: call.time,
             identity: call.identity,
@@ -129,16 +142,21 @@ impl Auditor {
             outcome: call.outcome,
             latency_ms: call.latency_ms,
             error: call.error.map(|e| truncate(&e, self.max_error_bytes)),
-        }
+        };
+        (record, text)
     }
 
     /// Records `call`; resolves once the record is committed, or fails (the caller must then
     /// not acknowledge the call). Waits while the queue is full.
     pub async fn record(&self, call: CallRecord) -> Result<(), AuditError> {
-        let record = self.prepare(call);
+        let (record, arguments_json) = self.prepare_with_text(call);
         let (committed, done) = oneshot::channel();
         self.queue
-            .send(Pending { record, committed })
+            .send(Pending {
+                record,
+                arguments_json,
+                committed,
+            })
             .await
             .map_err(|_| AuditError::Closed)?;
         match done.await {
@@ -164,6 +182,9 @@ impl Auditor {
 
 struct Writer {
     store: Store,
+    /// Its own connection, kept across batches; dropped after an error and made again for
+    /// the next batch (a restarted PostgreSQL, say).
+    connection: Option<WriterConnection>,
     receiver: mpsc::Receiver<Pending>,
     stop: CancellationToken,
     max_batch: usize,
@@ -182,14 +203,14 @@ impl Writer {
                 match self.receiver.try_recv() {
                     Ok(pending) => Some(pending),
                     Err(mpsc::error::TryRecvError::Empty) => None,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
             } else {
                 tokio::select! {
                     biased;
                     pending = self.receiver.recv() => match pending {
                         Some(pending) => Some(pending),
-                        None => return,
+                        None => break,
                     },
                     // Queued records are still committed; the queue then reports its end.
                     _ = self.stop.cancelled(), if !self.receiver.is_closed() => {
@@ -208,7 +229,14 @@ impl Writer {
                 continue;
             }
             if let Some(cutoff) = pruning {
-                match self.store.prune_chunk(cutoff, PRUNE_CHUNK).await {
+                let pruned = match self.connection().await {
+                    Ok(connection) => connection.prune_chunk(cutoff, PRUNE_CHUNK).await,
+                    Err(err) => Err(err),
+                };
+                if pruned.is_err() {
+                    self.connection = None;
+                }
+                match pruned {
                     Ok(deleted) => {
                         if deleted > 0 {
                             tracing::info!(deleted, %cutoff, "pruned old audit records");
@@ -224,6 +252,17 @@ impl Writer {
                 }
             }
         }
+        if let Some(connection) = self.connection.take() {
+            connection.close().await;
+        }
+    }
+
+    /// The writer's connection, made if there is none.
+    async fn connection(&mut self) -> Result<&mut WriterConnection, AuditError> {
+        if self.connection.is_none() {
+            self.connection = Some(self.store.writer_connection().await?);
+        }
+        self.connection.as_mut().ok_or(AuditError::Closed)
     }
 
     /// `first` and whatever else is queued, up to `max_batch`, waiting at most `max_delay`
@@ -249,17 +288,22 @@ impl Writer {
         batch
     }
 
-    async fn commit(&self, batch: Vec<Pending>) {
-        let (records, waiters): (Vec<AuditRecord>, Vec<_>) =
-            batch.into_iter().map(|p| (p.record, p.committed)).unzip();
-        let result = self
-            .store
-            .insert(&records)
-            .await
-            .map_err(|err| -> Arc<str> {
-                tracing::error!(%err, records = records.len(), "audit batch not committed");
-                err.to_string().into()
-            });
+    async fn commit(&mut self, batch: Vec<Pending>) {
+        let (rows, waiters): (Vec<(AuditRecord, String)>, Vec<_>) = batch
+            .into_iter()
+            .map(|p| ((p.record, p.arguments_json), p.committed))
+            .unzip();
+        let result = match self.connection().await {
+            Ok(connection) => connection.insert_rows(&rows).await,
+            Err(err) => Err(err),
+        };
+        if result.is_err() {
+            self.connection = None;
+        }
+        let result = result.map_err(|err| -> Arc<str> {
+            tracing::error!(%err, records = rows.len(), "audit batch not committed");
+            err.to_string().into()
+        });
         for waiter in waiters {
             // A caller that went away (cancelled) no longer needs the answer.
             let _ = waiter.send(result.clone());

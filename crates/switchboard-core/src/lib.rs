@@ -5,6 +5,8 @@
 //! can act on are tool results with `isError: true`, never protocol errors, as MCP 2025-11-25
 //! (SEP-1303) asks. Keeping these rules in one place keeps the fs, sql and crm servers alike.
 
+pub mod canonical;
+
 use std::sync::Arc;
 
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject};

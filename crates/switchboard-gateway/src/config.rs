@@ -90,7 +90,40 @@ pub struct UpstreamConfig {
     /// Active health checks ([`crate::health`]).
     #[serde(default)]
     pub health: crate::health::HealthConfig,
+    /// stdio only: which child serves whose requests ([`Isolation`]). Default `shared`.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// stdio only: the most child processes of this upstream alive at once, the shared one
+    /// included ([`crate::children`]). At least 1, and at least 2 with
+    /// `isolation = "per_client"`. Default 8.
+    #[serde(default)]
+    pub max_processes: Option<u32>,
+    /// stdio only: a child (shared or per-client) with no request in flight and none for this
+    /// many seconds is ended and started again on its next use; 0 = never. Default 300.
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
 }
+
+/// Which child process serves a stdio upstream's requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// One child for every client.
+    #[default]
+    Shared,
+    /// Each downstream client gets its own child for `tools/call`, `resources/read` and
+    /// `prompts/get`; the shared child stays for listing, health checks, subscriptions and
+    /// completion. A client is its MCP session or connection (stdio, legacy SSE, a Streamable
+    /// HTTP session); a stateless 2026-07-28 request has none, so it is keyed by its
+    /// authenticated subject (all anonymous stateless callers share one child). A child is
+    /// ended when its session ends (seen within a second) or when idle (`idle_timeout_secs`).
+    PerClient,
+}
+
+/// The default of [`UpstreamConfig::max_processes`].
+pub const DEFAULT_MAX_PROCESSES: u32 = 8;
+/// The default of [`UpstreamConfig::idle_timeout_secs`].
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
 
 fn default_call_timeout_secs() -> u64 {
     60
@@ -111,6 +144,51 @@ impl UpstreamConfig {
     }
     pub fn tools_ttl(&self) -> Duration {
         Duration::from_secs(self.tools_ttl_secs)
+    }
+    /// Whether the upstream is a child process (`connect = { transport = "stdio", … }`).
+    pub fn is_stdio(&self) -> bool {
+        matches!(self.connect, Some(Upstream::Stdio { .. }))
+    }
+    /// The cap on live children, the shared one included.
+    pub fn max_processes(&self) -> u32 {
+        self.max_processes.unwrap_or(DEFAULT_MAX_PROCESSES)
+    }
+    /// How long a child may sit idle; `None`: forever (0, or not a stdio upstream).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        let secs = self.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS);
+        (self.is_stdio() && secs > 0).then(|| Duration::from_secs(secs))
+    }
+    /// The checks of the child-process settings.
+    fn validate_processes(&self) -> Result<(), String> {
+        if !self.is_stdio() {
+            if self.isolation != Isolation::Shared {
+                return Err(
+                    "isolation = \"per_client\" needs a stdio upstream (connect = { transport = \"stdio\", … })"
+                        .into(),
+                );
+            }
+            for (key, given) in [
+                ("max_processes", self.max_processes.is_some()),
+                ("idle_timeout_secs", self.idle_timeout_secs.is_some()),
+            ] {
+                if given {
+                    return Err(format!(
+                        "{key} applies to stdio upstreams only (it bounds their child processes)"
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        if self.max_processes() == 0 {
+            return Err("max_processes must be at least 1".into());
+        }
+        if self.isolation == Isolation::PerClient && self.max_processes() < 2 {
+            return Err(
+                "isolation = \"per_client\" needs max_processes of at least 2 (the shared child and one per client)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// A built-in upstream with default policy.
@@ -142,6 +220,9 @@ impl UpstreamConfig {
             retry: crate::stack::retry::RetryConfig::default(),
             cache: None,
             health: crate::health::HealthConfig::default(),
+            isolation: Isolation::default(),
+            max_processes: None,
+            idle_timeout_secs: None,
         }
     }
 }
@@ -397,6 +478,7 @@ impl GatewayConfig {
                 cache.validate().map_err(invalid)?;
             }
             upstream.health.validate().map_err(invalid)?;
+            upstream.validate_processes().map_err(invalid)?;
         }
         if let Some(validation) = &self.security.validation {
             validation
@@ -678,5 +760,63 @@ mod tests {
             GatewayConfig::parse("[[upstream]]\nname = \"a__b\"\nbuiltin = { server = \"sql\" }\n")
                 .expect_err("separator");
         assert!(bad.to_string().contains("__"), "{bad}");
+    }
+
+    const STDIO: &str = "connect = { transport = \"stdio\", command = \"server\" }";
+    const HTTP: &str = "connect = { transport = \"http\", url = \"http://127.0.0.1:9/mcp\" }";
+
+    fn upstream(connect: &str, extra: &str) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::parse(&format!("[[upstream]]\nname = \"a\"\n{connect}\n{extra}\n"))
+    }
+
+    #[test]
+    fn child_process_settings_default_and_parse() {
+        let config = upstream(STDIO, "").expect("defaults");
+        let a = &config.upstreams[0];
+        assert_eq!(a.isolation, Isolation::Shared);
+        assert_eq!(a.max_processes(), 8);
+        assert_eq!(a.idle_timeout(), Some(Duration::from_secs(300)));
+        let config = upstream(
+            STDIO,
+            "isolation = \"per_client\"\nmax_processes = 2\nidle_timeout_secs = 0",
+        )
+        .expect("per client");
+        let a = &config.upstreams[0];
+        assert_eq!(a.isolation, Isolation::PerClient);
+        assert_eq!(a.max_processes(), 2);
+        assert_eq!(a.idle_timeout(), None, "0 = never");
+        // Not a child process: nothing to reap.
+        assert_eq!(
+            upstream(HTTP, "").expect("http").upstreams[0].idle_timeout(),
+            None
+        );
+    }
+
+    #[test]
+    fn bad_child_process_settings_are_refused() {
+        for (connect, extra, expected) in [
+            (HTTP, "isolation = \"per_client\"", "needs a stdio upstream"),
+            (HTTP, "max_processes = 4", "stdio upstreams only"),
+            (HTTP, "idle_timeout_secs = 60", "stdio upstreams only"),
+            (STDIO, "max_processes = 0", "at least 1"),
+            (
+                STDIO,
+                "isolation = \"per_client\"\nmax_processes = 1",
+                "at least 2",
+            ),
+        ] {
+            let err = upstream(connect, extra).expect_err(extra);
+            let text = err.to_string();
+            assert!(text.contains(expected), "{extra}: {text}");
+            assert!(text.contains("\"a\""), "names the upstream: {text}");
+        }
+        let err = upstream(STDIO, "isolation = \"per_process\"").expect_err("unknown mode");
+        assert!(err.to_string().contains("per_client"), "{err}");
+        let err = upstream(
+            "builtin = { server = \"echo\" }",
+            "isolation = \"per_client\"",
+        )
+        .expect_err("built-in");
+        assert!(err.to_string().contains("stdio"), "{err}");
     }
 }

@@ -78,6 +78,17 @@ pub enum GatewayError {
     /// answer is withheld.
     #[error("the audit log could not record the call: {message}")]
     AuditUnavailable { message: String },
+    /// A client of an `isolation = "per_client"` upstream needs a child of its own, the
+    /// upstream already runs `max_processes` and none of its per-client children is idle
+    /// ([`crate::children`]). Refused at once, never queued: a JSON-RPC error whose `data`
+    /// names the upstream and the cap.
+    #[error(
+        "upstream {upstream:?} already runs its maximum of {max_processes} processes and every per-client child is busy; retry when a call has finished"
+    )]
+    ProcessCapReached {
+        upstream: String,
+        max_processes: u32,
+    },
 }
 
 /// `"/a: message; /b: message"`, the whole object shown as `(arguments)`.
@@ -118,6 +129,7 @@ impl GatewayError {
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::RateLimitUnavailable { .. } => "rate_limit_unavailable",
             GatewayError::AuditUnavailable { .. } => "audit_unavailable",
+            GatewayError::ProcessCapReached { .. } => "process_cap_reached",
         }
     }
 

@@ -95,6 +95,9 @@ pub struct UpstreamStatus {
     pub retry: Option<RetryStats>,
     /// Calls, errors and recent p50/p95 latency; absent before the first call.
     pub calls: Option<crate::telemetry::CallStats>,
+    /// Per-client children running now; only for `isolation = "per_client"` upstreams.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_client_children: Option<usize>,
 }
 
 impl GatewayState {
@@ -417,6 +420,8 @@ impl GatewayState {
                 cache: self.caches.get(u.name()).map(|c| c.stats()),
                 retry: self.retries.get(u.name()).map(|r| r.stats()),
                 calls: self.observer.call_stats(u.name()),
+                per_client_children: (u.config.isolation == crate::config::Isolation::PerClient)
+                    .then(|| u.client_children()),
             })
             .collect()
     }

@@ -9,7 +9,9 @@
 //! `enabled = false`: never connected, never checked). Health is kept apart from "enabled"
 //! and from the circuit breaker: it is an observation for operators (`/api/status`,
 //! `switchboard status`), not a gate on calls, so a false "unhealthy" can never take a working
-//! upstream offline. The startup listing counts as the first check.
+//! upstream offline. The startup listing counts as the first check. A check neither keeps a
+//! stdio child from being ended for idleness nor starts one that was ([`crate::children`]): an
+//! idle upstream keeps its last state until it is used again.
 
 use std::{
     collections::HashMap,
@@ -173,12 +175,18 @@ impl Health {
     }
 }
 
-/// Lists `upstream`'s tools once, within its list timeout, reconnecting if needed.
+/// Lists `upstream`'s tools once, within its list timeout, reconnecting if needed. A child
+/// the idle reaper ended is not started again for a check (the check passes); nor does a check
+/// count as activity that keeps a child running.
 pub async fn check(upstream: &UpstreamRuntime) -> Result<(), GatewayError> {
     let timeout = upstream.config.list_timeout();
     let attempt = async {
-        let peer = upstream.peer().await?;
-        peer.list_all_tools()
+        let Some(lease) = upstream.lease_for_check().await? else {
+            return Ok(());
+        };
+        lease
+            .peer()
+            .list_all_tools()
             .await
             .map(|_| ())
             .map_err(|e| GatewayError::List {
@@ -196,8 +204,12 @@ pub async fn check(upstream: &UpstreamRuntime) -> Result<(), GatewayError> {
         })
 }
 
-/// Checks `upstream` once and records the outcome in `health`.
+/// Checks `upstream` once and records the outcome in `health`; skipped while the idle reaper
+/// has ended its child (the last outcome stands).
 pub async fn check_and_record(upstream: &UpstreamRuntime, health: &Health) {
+    if upstream.idle_reaped() {
+        return;
+    }
     let started = tokio::time::Instant::now();
     let outcome = check(upstream).await;
     if let Err(err) = &outcome {

@@ -15,6 +15,7 @@ pub mod audit_api;
 pub mod auth;
 pub mod builtin;
 pub mod catalog;
+pub mod children;
 pub mod config;
 pub mod dashboard;
 pub mod echo;

@@ -1,9 +1,9 @@
 //! Pass-through between a downstream client and an upstream server, in both directions.
 //!
-//! Every upstream connection is shared by all downstream clients, so nothing the upstream
-//! sends names the downstream request it belongs to, except progress tokens. The gateway
-//! therefore keeps, per upstream, a registry of the requests it has in flight there
-//! ([`Relay`]):
+//! An upstream connection is shared by all downstream clients (unless the upstream gives each
+//! client its own child, [`crate::children`]), so nothing the upstream sends names the
+//! downstream request it belongs to, except progress tokens. The gateway therefore keeps, per
+//! upstream connection, a registry of the requests it has in flight there ([`Relay`]):
 //!
 //! - **Progress** is exact: rmcp gives each upstream request its own progress token; the
 //!   registry maps it back to the downstream peer and the token *that* client sent, and the
@@ -16,7 +16,8 @@
 //!   upstreams (`sampling/createMessage`, `elicitation/create`, `roots/list`) carry no request
 //!   id on the wire, so they go to the most recent in-flight request on that upstream (whose
 //!   client can answer, for requests). With one client at a time this is exact; with several
-//!   concurrent clients on one upstream it is a best guess, and the log says so.
+//!   concurrent clients on one upstream it is a best guess, and the log says so. A per-client
+//!   child ([`crate::children`]) has its own registry, so there it is always that client's.
 //! - **MRTR** (2026-07-28 `input_required` results): a 2026-07-28 downstream gets the result
 //!   unchanged and retries through the gateway with `inputResponses`/`requestState`, which are
 //!   forwarded as they are. A session-era downstream cannot answer `input_required`, so the
@@ -53,7 +54,11 @@ use rmcp::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{error::GatewayError, upstream::UpstreamRuntime};
+use crate::{
+    children::{ClientKey, ClientSession},
+    error::GatewayError,
+    upstream::UpstreamRuntime,
+};
 
 /// Rounds of `input_required` the gateway answers for a session-era client before giving up.
 pub const MAX_MRTR_ROUNDS: usize = 10;
@@ -66,6 +71,12 @@ pub struct Downstream {
     cx: RequestContext<RoleServer>,
     /// `logging/setLevel` of the client's session (session era); `None`: every level.
     session_level: Arc<Mutex<Option<LoggingLevel>>>,
+    /// The client's session or connection, which keys its per-client children; `None` for a
+    /// stateless request (its server instance lives for that request only).
+    session: Option<Arc<ClientSession>>,
+    /// The caller's authenticated subject (`None`: anonymous), which keys the per-client
+    /// children of stateless requests.
+    subject: Option<String>,
 }
 
 impl Downstream {
@@ -76,7 +87,37 @@ impl Downstream {
         Downstream {
             cx: cx.clone(),
             session_level,
+            session: None,
+            subject: None,
         }
+    }
+
+    /// Who the client is, for per-client children: its `session` (the server instance's),
+    /// unless the request is stateless (2026-07-28 over HTTP, where an instance serves one
+    /// request), and its authenticated `subject`.
+    pub fn with_client(mut self, session: Arc<ClientSession>, subject: Option<String>) -> Self {
+        let stateless = self.modern()
+            && self
+                .cx
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .is_some();
+        self.session = (!stateless).then_some(session);
+        self.subject = subject;
+        self
+    }
+
+    /// The key of this client's child on a per-client upstream: its session, else its subject.
+    pub fn client_key(&self) -> ClientKey {
+        match &self.session {
+            Some(session) => ClientKey::Session(session.id()),
+            None => ClientKey::Subject(self.subject.clone()),
+        }
+    }
+
+    /// The client's session, when the request has one (see [`Downstream::with_client`]).
+    pub fn session(&self) -> Option<&Arc<ClientSession>> {
+        self.session.as_ref()
     }
 
     /// The client's `clientInfo` as `name/version`: from the request's `_meta` (2026-07-28)
@@ -418,16 +459,28 @@ async fn run_job(peer: Peer<RoleServer>, job: Job) {
     }
 }
 
-/// Sends one request to the upstream on behalf of `down` (or of the gateway itself), relaying
-/// progress, logs and server-to-client requests while it runs, and cancelling it upstream when
-/// the downstream request is cancelled or this future is dropped.
+/// Sends one request to the upstream's shared connection on behalf of `down` (or of the
+/// gateway itself), relaying progress, logs and server-to-client requests while it runs, and
+/// cancelling it upstream when the downstream request is cancelled or this future is dropped.
 pub async fn send(
     upstream: &UpstreamRuntime,
     request: ClientRequest,
     down: Option<&Downstream>,
 ) -> Result<ServerResult, GatewayError> {
+    send_on(upstream, false, request, down).await
+}
+
+/// [`send`], on `down`'s own child when `per_client` and the upstream isolates clients.
+async fn send_on(
+    upstream: &UpstreamRuntime,
+    per_client: bool,
+    request: ClientRequest,
+    down: Option<&Downstream>,
+) -> Result<ServerResult, GatewayError> {
     let name = upstream.name();
-    let peer = upstream.peer().await?;
+    // Held until the answer arrives: the idle reaper never ends a connection in use.
+    let lease = upstream.lease(if per_client { down } else { None }).await?;
+    let peer = lease.peer();
     let mut options = PeerRequestOptions::no_options();
     if let Some(down) = down {
         options = options.with_meta(down.forwarded_meta());
@@ -447,8 +500,8 @@ pub async fn send(
         return result.map_err(|e| service_error(name, e));
     };
     let (jobs_tx, mut jobs_rx) = mpsc::channel(JOB_QUEUE);
-    let _registration = upstream
-        .relay
+    let _registration = lease
+        .relay()
         .register(handle.progress_token.clone(), down, jobs_tx);
     let response = handle.await_response();
     tokio::pin!(response);
@@ -480,7 +533,9 @@ pub enum Round<T> {
 
 /// Sends a request that may answer `input_required`, answering the rounds for a session-era
 /// client (see the module docs); a 2026-07-28 client gets the `input_required` result.
-/// `make` builds the request from the answers and state of the previous round.
+/// `make` builds the request from the answers and state of the previous round. This is the
+/// path of `tools/call`, `resources/read` and `prompts/get`: on a per-client upstream, each
+/// goes to the client's own child.
 pub async fn drive<T>(
     upstream: &UpstreamRuntime,
     down: Option<&Downstream>,
@@ -490,7 +545,7 @@ pub async fn drive<T>(
 ) -> Result<Round<T>, GatewayError> {
     let (mut responses, mut state) = first;
     for _ in 0..MAX_MRTR_ROUNDS {
-        let result = send(upstream, make(responses.take(), state.take()), down).await?;
+        let result = send_on(upstream, true, make(responses.take(), state.take()), down).await?;
         let round = split(result).ok_or_else(|| GatewayError::Upstream {
             upstream: upstream.name().to_string(),
             message: "unexpected result type".into(),

@@ -370,6 +370,7 @@ fn rpc(err: GatewayError) -> ErrorData {
     match err {
         GatewayError::Rpc { error, .. } => error,
         GatewayError::Naming(_) => ErrorData::internal_error(err.to_string(), None),
+        GatewayError::ProcessCapReached { .. } => crate::server::refused(&err),
         other => ErrorData::internal_error(other.to_string(), None),
     }
 }

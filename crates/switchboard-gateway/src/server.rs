@@ -22,8 +22,8 @@ use rmcp::{
 };
 
 use crate::{
-    auth::policy::Subject, error::GatewayError, gateway::Gateway, passthrough::Downstream,
-    resources,
+    auth::policy::Subject, children::ClientSession, error::GatewayError, gateway::Gateway,
+    passthrough::Downstream, resources,
 };
 
 /// A handle on the gateway for one client session (cheap to clone).
@@ -34,15 +34,20 @@ pub struct GatewayServer {
     /// Who a request is from when its transport carries no credentials (stdio): the identity
     /// `serve --stdio` authenticated once at start; `None`: anonymous.
     transport_identity: Option<Arc<crate::auth::Identity>>,
+    /// This session, for per-client upstream children; dropped with the instance, which
+    /// ends them ([`crate::children`]).
+    session: Arc<ClientSession>,
 }
 
-/// A clone serves a new session (or one stateless request): it starts with its own log level.
+/// A clone serves a new session (or one stateless request): it starts with its own log level
+/// and is its own client for per-client upstream children.
 impl Clone for GatewayServer {
     fn clone(&self) -> Self {
         GatewayServer {
             gateway: self.gateway.clone(),
             log_level: Arc::new(Mutex::new(None)),
             transport_identity: self.transport_identity.clone(),
+            session: ClientSession::new(),
         }
     }
 }
@@ -53,6 +58,7 @@ impl GatewayServer {
             gateway,
             log_level: Arc::new(Mutex::new(None)),
             transport_identity: None,
+            session: ClientSession::new(),
         }
     }
 
@@ -70,7 +76,10 @@ impl GatewayServer {
     }
 
     fn downstream(&self, cx: &RequestContext<RoleServer>) -> Downstream {
-        Downstream::new(cx, self.log_level.clone())
+        // The subject is the one `ToolCall::identity` carries (`None`: anonymous).
+        let principal = self.principal(cx);
+        let subject = (!principal.anonymous).then(|| principal.subject.clone());
+        Downstream::new(cx, self.log_level.clone()).with_client(self.session.clone(), subject)
     }
 
     fn permits(&self, who: &crate::auth::Identity, kind: Subject, name: &str) -> bool {
@@ -126,8 +135,13 @@ fn forbidden(err: &GatewayError) -> ErrorData {
 /// server error range; JSON-RPC and MCP define none for it).
 pub const RATE_LIMITED: rmcp::model::ErrorCode = rmcp::model::ErrorCode(-32000);
 
-/// The JSON-RPC errors of the validation and rate-limit layers; `data.kind` is the stable kind.
-fn refused(err: &GatewayError) -> ErrorData {
+/// The JSON-RPC code of a request refused because its per-client upstream runs
+/// `max_processes` busy children ([`GatewayError::ProcessCapReached`]).
+pub const PROCESS_CAP_REACHED: rmcp::model::ErrorCode = rmcp::model::ErrorCode(-32003);
+
+/// The JSON-RPC errors of the validation and rate-limit layers and of the process cap;
+/// `data.kind` is the stable kind.
+pub(crate) fn refused(err: &GatewayError) -> ErrorData {
     let message = err.to_string();
     match err {
         GatewayError::InvalidArguments { tool, violations } => ErrorData::invalid_params(
@@ -150,6 +164,18 @@ fn refused(err: &GatewayError) -> ErrorData {
             RATE_LIMITED,
             message,
             Some(serde_json::json!({ "kind": err.kind(), "rule": rule })),
+        ),
+        GatewayError::ProcessCapReached {
+            upstream,
+            max_processes,
+        } => ErrorData::new(
+            PROCESS_CAP_REACHED,
+            message,
+            Some(serde_json::json!({
+                "kind": err.kind(),
+                "upstream": upstream,
+                "max_processes": max_processes,
+            })),
         ),
         _ => ErrorData::internal_error(message, None),
     }
@@ -247,7 +273,8 @@ impl ServerHandler for GatewayServer {
             Err(
                 err @ (GatewayError::InvalidArguments { .. }
                 | GatewayError::RateLimited { .. }
-                | GatewayError::RateLimitUnavailable { .. }),
+                | GatewayError::RateLimitUnavailable { .. }
+                | GatewayError::ProcessCapReached { .. }),
             ) => Err(refused(&err)),
             // The upstream's own JSON-RPC error (invalid params, a missing capability…).
             Err(GatewayError::Rpc { error, .. }) => Err(error),

@@ -4,7 +4,8 @@
 //! The connection is made lazily and re-made after it dies, with exponential backoff and
 //! jitter, so a dead upstream costs one quick error per call while it is down and comes back on
 //! its own. The tool list is cached until the upstream says `notifications/tools/list_changed`
-//! or the TTL passes.
+//! or the TTL passes. The connections themselves, the per-client children of an isolated stdio
+//! upstream and the idle reaper are in [`crate::children`].
 
 use std::{
     sync::{
@@ -25,14 +26,15 @@ use rmcp::{
     },
     service::{NotificationContext, RequestContext},
 };
-use switchboard_transport::{ConnectOptions, UpstreamClient};
+use switchboard_transport::ConnectOptions;
 
 use crate::{
     builtin,
-    config::{CompiledFilter, UpstreamConfig},
+    children::{ClientPool, Connected, Lease, Refusal, Supervised},
+    config::{CompiledFilter, Isolation, UpstreamConfig},
     error::GatewayError,
     hub::Hub,
-    passthrough::Relay,
+    passthrough::{Downstream, Relay},
     resources::UpstreamLists,
     stack::circuit::Circuit,
 };
@@ -138,34 +140,38 @@ struct CachedTools {
     fetched: Instant,
 }
 
-struct Connection {
-    client: Option<UpstreamClient<UpstreamEvents>>,
-    failures: u32,
-    next_attempt: Option<Instant>,
-    last_error: String,
-}
-
 /// An upstream's run-time state. Shared by every session of the gateway.
 pub struct UpstreamRuntime {
     pub config: UpstreamConfig,
     pub filter: CompiledFilter,
     pub circuit: Circuit,
     connect_options: ConnectOptions,
-    connection: tokio::sync::Mutex<Connection>,
-    /// A cheap clone of the live peer, read on every call without taking the async lock.
-    peer: Mutex<Option<Peer<RoleClient>>>,
+    /// The shared connection ([`crate::children`]).
+    shared: Arc<Supervised>,
+    /// `isolation = "per_client"`: one child per downstream client.
+    clients: Arc<ClientPool>,
+    /// The idle reaper, once started, and its stop signal.
+    reaper: Mutex<Option<Reaper>>,
+    /// Set by [`UpstreamRuntime::shutdown`]: no reaper starts after it.
+    closed: AtomicBool,
     /// A built-in server's in-process `tools/call` ([`builtin::DirectTools`]), set with `peer`.
     direct: Mutex<Option<builtin::DirectTools>>,
     tools: Mutex<Option<CachedTools>>,
     tools_stale: Arc<AtomicBool>,
     hub: Arc<Hub>,
-    /// Requests in flight here for the gateway's clients (progress, logs, sampling…).
+    /// Requests in flight on the shared connection for the gateway's clients (progress,
+    /// logs, sampling…); each per-client child has its own.
     pub relay: Arc<Relay>,
     /// Cached prompt, resource and template lists.
     pub lists: Arc<UpstreamLists>,
-    /// Successful connections after the first: restarts.
+    /// Successful connections after the first: restarts (not counting a child started
+    /// again after the idle reaper ended it).
     pub restarts: AtomicU64,
-    connected_once: AtomicBool,
+}
+
+struct Reaper {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl UpstreamRuntime {
@@ -181,25 +187,22 @@ impl UpstreamRuntime {
             era: config.era.into(),
             ..ConnectOptions::default()
         };
+        let relay: Arc<Relay> = Arc::default();
         Ok(UpstreamRuntime {
             circuit: Circuit::new(&config.circuit),
             filter,
             connect_options,
-            connection: tokio::sync::Mutex::new(Connection {
-                client: None,
-                failures: 0,
-                next_attempt: None,
-                last_error: String::new(),
-            }),
-            peer: Mutex::new(None),
+            shared: Supervised::new(&config.name, relay.clone()),
+            clients: Arc::default(),
+            reaper: Mutex::new(None),
+            closed: AtomicBool::new(false),
             direct: Mutex::new(None),
             tools: Mutex::new(None),
             tools_stale: Arc::new(AtomicBool::new(false)),
             hub,
-            relay: Arc::default(),
+            relay,
             lists: Arc::default(),
             restarts: AtomicU64::new(0),
-            connected_once: AtomicBool::new(false),
             config,
         })
     }
@@ -209,72 +212,142 @@ impl UpstreamRuntime {
     }
 
     fn live_peer(&self) -> Option<Peer<RoleClient>> {
-        let guard = self.peer.lock().ok()?;
-        guard.as_ref().filter(|p| !p.is_transport_closed()).cloned()
+        self.shared.live_peer()
     }
 
-    /// The live connection, connecting (or reconnecting, within the backoff) when needed.
+    /// The live shared connection, connecting (or reconnecting, within the backoff) when
+    /// needed. The use ends at once; hold a [`Lease`] ([`UpstreamRuntime::lease`]) instead
+    /// for anything that takes a while, so the idle reaper leaves the connection alone.
     pub async fn peer(&self) -> Result<Peer<RoleClient>, GatewayError> {
+        Ok(self.lease_shared(true).await?.peer().clone())
+    }
+
+    /// The connection for one request on behalf of `down`: its own child when the upstream
+    /// isolates clients (`isolation = "per_client"`) and the request comes from a client,
+    /// else the shared connection. Counted in flight until the lease is dropped.
+    pub async fn lease(&self, down: Option<&Downstream>) -> Result<Lease, GatewayError> {
+        match down {
+            Some(down) if self.config.isolation == Isolation::PerClient => {
+                self.lease_client(down).await
+            }
+            _ => self.lease_shared(true).await,
+        }
+    }
+
+    /// The shared connection for a health check: not counted as activity, so checks alone do
+    /// not keep an idle child running. `None` while the reaper has it ended for idleness (a
+    /// check would only start it again).
+    pub async fn lease_for_check(&self) -> Result<Option<Lease>, GatewayError> {
+        if self.shared.idle_reaped() {
+            return Ok(None);
+        }
+        self.lease_shared(false).await.map(Some)
+    }
+
+    async fn lease_shared(&self, touch: bool) -> Result<Lease, GatewayError> {
         // A disabled upstream is never connected, whoever asks (calls, lists, health checks).
         if !self.config.enabled {
             return Err(GatewayError::Disabled {
                 upstream: self.name().to_string(),
             });
         }
-        if let Some(peer) = self.live_peer() {
-            return Ok(peer);
-        }
-        let mut connection = self.connection.lock().await;
-        // Another caller may have reconnected while we waited for the lock.
-        if let Some(peer) = self.live_peer() {
-            return Ok(peer);
-        }
-        if let Some(client) = connection.client.take() {
-            tracing::warn!(upstream = %self.name(), "upstream connection lost; reconnecting");
-            // Reap what is left of it (for stdio: the process group).
-            let _ = switchboard_transport::shutdown(client).await;
-        }
-        if let Some(next) = connection.next_attempt
-            && Instant::now() < next
-        {
-            return Err(GatewayError::Unavailable {
+        self.start_reaper();
+        let relay = self.relay.clone();
+        self.shared
+            .begin(touch)
+            .ready(
+                || self.connect(relay),
+                |peer, fresh| {
+                    if let Ok(mut slot) = self.direct.lock() {
+                        *slot = fresh.direct;
+                    }
+                    // Remember its capabilities, for the gateway's own (`get_info`).
+                    self.relay.capabilities(Some(peer));
+                    if fresh.restart {
+                        self.restarts.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(upstream = %self.name(), "upstream reconnected");
+                    }
+                    // A new connection may serve a different tool list.
+                    self.tools_stale.store(true, Ordering::Release);
+                    self.lists.all_changed();
+                },
+            )
+            .await
+    }
+
+    async fn lease_client(&self, down: &Downstream) -> Result<Lease, GatewayError> {
+        if !self.config.enabled {
+            return Err(GatewayError::Disabled {
                 upstream: self.name().to_string(),
-                retry_in: next.saturating_duration_since(Instant::now()),
-                message: connection.last_error.clone(),
             });
         }
-        match self.connect().await {
-            Ok((client, direct)) => {
-                let peer = client.peer().clone();
-                if let Ok(mut slot) = self.direct.lock() {
-                    *slot = direct;
-                }
-                // Remember its capabilities, for the gateway's own (`get_info`).
-                self.relay.capabilities(Some(&peer));
-                connection.client = Some(client);
-                connection.failures = 0;
-                connection.next_attempt = None;
-                if let Ok(mut slot) = self.peer.lock() {
-                    *slot = Some(peer.clone());
-                }
-                if self.connected_once.swap(true, Ordering::AcqRel) {
-                    self.restarts.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(upstream = %self.name(), "upstream reconnected");
-                }
-                // A new connection may serve a different tool list.
-                self.tools_stale.store(true, Ordering::Release);
-                self.lists.all_changed();
-                Ok(peer)
-            }
-            Err(err) => {
-                connection.failures = connection.failures.saturating_add(1);
-                let wait = backoff(connection.failures, self.name());
-                connection.next_attempt = Some(Instant::now() + wait);
-                connection.last_error = err.to_string();
-                tracing::warn!(upstream = %self.name(), %err, retry_in = ?wait, "upstream connect failed");
-                Err(err)
-            }
+        self.start_reaper();
+        let max_processes = self.config.max_processes();
+        // One of the processes is the shared connection's.
+        let cap = (max_processes as usize).saturating_sub(1);
+        let (using, evicted) = self
+            .clients
+            .claim(self.name(), down.client_key(), down.session(), cap)
+            .map_err(|refusal| match refusal {
+                Refusal::Full => GatewayError::ProcessCapReached {
+                    upstream: self.name().to_string(),
+                    max_processes,
+                },
+                Refusal::Closed => GatewayError::Connect {
+                    upstream: self.name().to_string(),
+                    message: "the upstream is shut down".into(),
+                },
+            })?;
+        if let Some(evicted) = evicted {
+            tracing::info!(upstream = %self.name(), max_processes, "evicting the least recently used idle per-client child");
+            // In its own task, so a caller giving up cannot leave it half shut down; awaited,
+            // so the new child never runs beside it over the cap.
+            let _ = tokio::spawn(async move { evicted.close().await }).await;
         }
+        let relay = using.relay().clone();
+        using
+            .ready(
+                || self.connect(relay),
+                |_, fresh| {
+                    if fresh.restart {
+                        self.restarts.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(upstream = %self.name(), "per-client child restarted");
+                    }
+                },
+            )
+            .await
+    }
+
+    /// Starts the idle reaper on first use, when the upstream has anything to reap: a stdio
+    /// upstream with an idle timeout, or with per-client children (whose sessions can end).
+    fn start_reaper(&self) {
+        if !self.config.is_stdio() {
+            return;
+        }
+        let idle = self.config.idle_timeout();
+        if idle.is_none() && self.config.isolation == Isolation::Shared {
+            return;
+        }
+        let Ok(mut reaper) = self.reaper.lock() else {
+            return;
+        };
+        if reaper.is_some() || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task =
+            crate::children::spawn_reaper(self.shared.clone(), self.clients.clone(), idle, stopped);
+        *reaper = Some(Reaper { stop, task });
+    }
+
+    /// Whether the idle reaper has ended the shared child and nothing has used it since.
+    pub fn idle_reaped(&self) -> bool {
+        self.shared.idle_reaped()
+    }
+
+    /// Per-client children running now (`isolation = "per_client"`).
+    pub fn client_children(&self) -> usize {
+        self.clients.live()
     }
 
     /// The in-process call path of a built-in upstream that is enabled and connected.
@@ -285,14 +358,13 @@ impl UpstreamRuntime {
         self.direct.lock().ok()?.clone()
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<(UpstreamClient<UpstreamEvents>, Option<builtin::DirectTools>), GatewayError> {
+    /// Makes a new connection whose server-to-client traffic goes to `relay`.
+    async fn connect(&self, relay: Arc<Relay>) -> Result<Connected, GatewayError> {
         let events = UpstreamEvents {
             name: Arc::from(self.name()),
             tools_stale: self.tools_stale.clone(),
             hub: self.hub.clone(),
-            relay: self.relay.clone(),
+            relay,
             lists: self.lists.clone(),
         };
         if let Some(server) = &self.config.builtin {
@@ -333,22 +405,24 @@ impl UpstreamRuntime {
         {
             return Ok(cached.tools.clone());
         }
-        let peer = self.peer().await?;
+        // Held through the listing, so the idle reaper cannot end the child under it.
+        let lease = self.lease_shared(true).await?;
         // Clear the flag before listing, so a change announced during the listing is not lost.
         self.tools_stale.store(false, Ordering::Release);
-        let listed = tokio::time::timeout(self.config.list_timeout(), peer.list_all_tools())
-            .await
-            .map_err(|_| GatewayError::Timeout {
-                upstream: self.name().to_string(),
-                timeout: self.config.list_timeout(),
-            })?
-            .map_err(|e| {
-                self.tools_stale.store(true, Ordering::Release);
-                GatewayError::List {
+        let listed =
+            tokio::time::timeout(self.config.list_timeout(), lease.peer().list_all_tools())
+                .await
+                .map_err(|_| GatewayError::Timeout {
                     upstream: self.name().to_string(),
-                    message: e.to_string(),
-                }
-            })?;
+                    timeout: self.config.list_timeout(),
+                })?
+                .map_err(|e| {
+                    self.tools_stale.store(true, Ordering::Release);
+                    GatewayError::List {
+                        upstream: self.name().to_string(),
+                        message: e.to_string(),
+                    }
+                })?;
         let tools = Arc::new(listed);
         if let Ok(mut guard) = self.tools.lock() {
             *guard = Some(CachedTools {
@@ -359,25 +433,43 @@ impl UpstreamRuntime {
         Ok(tools)
     }
 
-    /// Closes the connection; a stdio child's whole process group is ended and reaped.
+    /// Closes every connection: the reaper stops, and the shared connection and every
+    /// per-client child are ended; a stdio child's whole process group is ended and reaped.
     pub async fn shutdown(&self) {
-        if let Ok(mut slot) = self.peer.lock() {
-            *slot = None;
+        self.closed.store(true, Ordering::Release);
+        let reaper = self.reaper.lock().ok().and_then(|mut r| r.take());
+        if let Some(reaper) = reaper {
+            let _ = reaper.stop.send(true);
+            // It finishes the pass under way, so no child is left half shut down.
+            let _ = reaper.task.await;
         }
         if let Ok(mut slot) = self.direct.lock() {
             *slot = None;
         }
-        let client = self.connection.lock().await.client.take();
-        if let Some(client) = client
-            && let Err(err) = switchboard_transport::shutdown(client).await
+        let children = self.clients.close_all();
+        futures::future::join_all(
+            std::iter::once(self.shared.clone())
+                .chain(children)
+                .map(|link| async move { link.close().await }),
+        )
+        .await;
+    }
+}
+
+impl Drop for UpstreamRuntime {
+    fn drop(&mut self) {
+        // Not shut down (a state that was never started): stop the reaper; the children are
+        // killed when their handles drop.
+        if let Ok(reaper) = self.reaper.get_mut()
+            && let Some(reaper) = reaper.take()
         {
-            tracing::warn!(upstream = %self.name(), %err, "upstream shutdown failed");
+            reaper.task.abort();
         }
     }
 }
 
 /// Exponential backoff with ±25% jitter, so restarting upstreams do not reconnect in lockstep.
-fn backoff(failures: u32, name: &str) -> Duration {
+pub(crate) fn backoff(failures: u32, name: &str) -> Duration {
     let exp = BACKOFF_MIN.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
     let base = exp.min(BACKOFF_MAX);
     // Jitter from the clock and the name: no RNG dependency, and varied across upstreams.

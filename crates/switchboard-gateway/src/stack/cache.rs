@@ -31,7 +31,7 @@ use globset::{GlobMatcher, GlobSet};
 use moka::notification::RemovalCause;
 use rmcp::model::{CallToolResponse, CallToolResult};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use switchboard_core::canonical::canonical_object;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::{
@@ -176,11 +176,10 @@ impl ResultCache {
     }
 
     fn key(&self, call: &ToolCall) -> CacheKey {
-        let mut arguments = String::new();
-        match &call.arguments {
-            Some(map) => canonical_object(map.iter(), &mut arguments),
-            None => arguments.push_str("{}"),
-        }
+        let arguments = match &call.arguments {
+            Some(map) => canonical_object(map),
+            None => "{}".to_string(),
+        };
         CacheKey {
             tool: call.tool.clone(),
             arguments,
@@ -336,39 +335,6 @@ fn clone_error(err: &GatewayError) -> GatewayError {
     }
 }
 
-/// Writes a JSON object with its keys sorted, recursively.
-fn canonical_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut String) {
-    let mut entries: Vec<_> = entries.collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    out.push('{');
-    for (i, (key, value)) in entries.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&Value::String(key.clone()).to_string());
-        out.push(':');
-        canonical(value, out);
-    }
-    out.push('}');
-}
-
-fn canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => canonical_object(map.iter(), out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
-}
-
 /// Every upstream's result cache, by upstream name (only upstreams with `cache = { … }`).
 #[derive(Default)]
 pub struct ResultCaches {
@@ -460,7 +426,7 @@ where
 mod tests {
     use super::*;
     use crate::{config::UpstreamConfig, hub::Hub, stack::ToolHints, upstream::UpstreamRuntime};
-    use serde_json::json;
+    use serde_json::{Value, json};
     use std::sync::atomic::AtomicUsize;
 
     fn cache(ttl_secs: u64, shared: bool) -> ResultCache {
@@ -622,24 +588,6 @@ mod tests {
             "only get_a was asked again"
         );
         assert_eq!(cache.stats().invalidations, 1);
-    }
-
-    fn canonical_text(value: Value) -> String {
-        let mut out = String::new();
-        canonical(&value, &mut out);
-        out
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys_at_every_depth() {
-        assert_eq!(
-            canonical_text(json!({"b": [{"y": 1, "x": "\"q\""}], "a": null})),
-            r#"{"a":null,"b":[{"x":"\"q\"","y":1}]}"#
-        );
-        assert_eq!(
-            canonical_text(json!({"b": 2, "a": 1})),
-            canonical_text(json!({"a": 1, "b": 2}))
-        );
     }
 
     #[test]
