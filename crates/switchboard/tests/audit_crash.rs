@@ -135,11 +135,7 @@ async fn crash_and_check(dir: &Path, config: &Path) {
 
     // A call certainly in flight: the upstream blocks opening the FIFO until a writer does.
     let fifo = dir.join("files/pipe");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(status.success());
+    common::make_fifo(&fifo);
     let parked = {
         let client = common::client(&gateway.mcp).await;
         tokio::spawn(async move {

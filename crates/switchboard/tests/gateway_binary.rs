@@ -150,11 +150,7 @@ async fn one_dead_upstream_does_not_break_the_others_and_comes_back() {
     // the upstream until a writer opens it; opening it for writing returns only once the
     // upstream has opened it for reading, so the kill lands while the call is in flight.
     let fifo = tmp.path().join("a/pipe");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(status.success());
+    common::make_fifo(&fifo);
     let kill_mid_call = |name: &'static str| {
         let fifo = fifo.clone();
         let pid = pid(name);

@@ -98,11 +98,7 @@ async fn a_read_interrupted_by_a_crash_is_retried_and_status_reports_it() {
     // A read blocks on a FIFO in the upstream; the upstream is killed mid-call. The gateway
     // restarts it and retries (read_text_file is readOnlyHint); the retry's read gets data.
     let fifo = tmp.path().join("a/pipe");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    common::make_fifo(&fifo);
     let pids = tmp.path().join("flaky.pids");
     let first_pid = last_pid(&pids);
     let read = {

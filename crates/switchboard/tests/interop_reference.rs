@@ -405,20 +405,6 @@ async fn call_tool(client: &Client, tool: &str, arguments: Value) -> rmcp::model
         .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
 }
 
-async fn upstream_status(base: &str, name: &str) -> Value {
-    let status: Value = reqwest::get(format!("{base}/api/status"))
-        .await
-        .expect("GET /api/status")
-        .json()
-        .await
-        .expect("status JSON");
-    status["upstreams"]
-        .as_array()
-        .and_then(|u| u.iter().find(|u| u["name"] == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("no upstream {name} in {status}"))
-}
-
 /// The gateway in front of three upstreams on three transports: npm's server-everything
 /// over stdio, the CRM over Streamable HTTP and the SQL server over legacy HTTP+SSE. The
 /// stdio child is killed in the middle of a long call: that caller gets a clear error, the
@@ -560,7 +546,7 @@ connect = {{ transport = "sse", url = "{sql}/sse" }}
     assert_ne!(count.is_error, Some(true), "{count:?}");
 
     // The failure opened the circuit (threshold 1).
-    let status = upstream_status(&gateway.base, "everything").await;
+    let status = common::upstream_status(&gateway.base, "everything").await;
     assert!(status["circuit_opened"].as_u64() >= Some(1), "{status}");
 
     // Wait for the restart: the circuit lets a probe through after open_secs, the gateway
@@ -580,7 +566,7 @@ connect = {{ transport = "sse", url = "{sql}/sse" }}
         recovered.content[0].as_text().map(|t| t.text.as_str()),
         Some("Echo: back")
     );
-    let status = upstream_status(&gateway.base, "everything").await;
+    let status = common::upstream_status(&gateway.base, "everything").await;
     assert_eq!(status["circuit"], "closed", "{status}");
     assert!(status["restarts"].as_u64() >= Some(1), "{status}");
     let second_child = pid_in(&pid_file);

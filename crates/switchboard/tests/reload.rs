@@ -122,13 +122,7 @@ async fn sighup_applies_a_new_configuration_without_dropping_a_call() {
 
     // A call in flight on `files`: its child blocks reading a FIFO until the test writes.
     let fifo = files.join("pipe");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo")
-            .success()
-    );
+    common::make_fifo(&fifo);
     let parked = {
         let session = client(&gateway.mcp).await;
         tokio::spawn(async move {

@@ -93,20 +93,6 @@ async fn until(what: &str, mut condition: impl FnMut() -> bool) {
     .unwrap_or_else(|_| panic!("not within 30 s: {what}"));
 }
 
-async fn status_of(base: &str, name: &str) -> Value {
-    let status: Value = reqwest::get(format!("{base}/api/status"))
-        .await
-        .expect("GET /api/status")
-        .json()
-        .await
-        .expect("status JSON");
-    status["upstreams"]
-        .as_array()
-        .and_then(|all| all.iter().find(|u| u["name"] == name))
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} not in {status}"))
-}
-
 /// The `switchboard_child_processes` gauge of `/metrics`.
 async fn child_processes(base: &str) -> u64 {
     let metrics = reqwest::get(format!("{base}/metrics"))
@@ -194,7 +180,7 @@ async fn each_client_gets_its_own_child_which_ends_with_its_session() {
     assert_eq!(child_pid(&b, "iso").await.expect("b again"), b_child);
     assert_eq!(pids(dir, "iso"), [shared, a_child, b_child]);
     assert_eq!(
-        status_of(&gateway.base, "iso").await["per_client_children"],
+        common::upstream_status(&gateway.base, "iso").await["per_client_children"],
         2
     );
     // A shared upstream serves every client from its one child, and reports no per-client ones.
@@ -202,7 +188,7 @@ async fn each_client_gets_its_own_child_which_ends_with_its_session() {
     assert_eq!(child_pid(&a, "plain").await.expect("plain a"), plain[0]);
     assert_eq!(child_pid(&b, "plain").await.expect("plain b"), plain[0]);
     assert!(
-        status_of(&gateway.base, "plain")
+        common::upstream_status(&gateway.base, "plain")
             .await
             .get("per_client_children")
             .is_none()
@@ -261,13 +247,7 @@ async fn the_process_cap_refuses_while_busy_and_evicts_the_idle_child() {
 
     // A's child busy: a read of a FIFO blocks in it until the test writes.
     let fifo = dir.join(format!("iso/{a_child}/pipe"));
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo")
-            .success()
-    );
+    common::make_fifo(&fifo);
     let parked = {
         let peer = a.peer().clone();
         tokio::spawn(async move {
@@ -310,7 +290,7 @@ async fn the_process_cap_refuses_while_busy_and_evicts_the_idle_child() {
     // The evicted child was ended and reaped before B's started.
     assert!(!alive(a_child), "the evicted child still runs");
     assert_eq!(
-        status_of(&gateway.base, "iso").await["per_client_children"],
+        common::upstream_status(&gateway.base, "iso").await["per_client_children"],
         1
     );
     // A, now without a child, gets one again by evicting B's (idle) one.
@@ -345,7 +325,7 @@ async fn idle_children_are_ended_and_started_again_on_the_next_call() {
     })
     .await;
     assert_eq!(
-        status_of(&gateway.base, "iso").await["per_client_children"],
+        common::upstream_status(&gateway.base, "iso").await["per_client_children"],
         0
     );
 
@@ -355,7 +335,10 @@ async fn idle_children_are_ended_and_started_again_on_the_next_call() {
     let plain_second = child_pid(&client, "plain").await.expect("plain again");
     assert_ne!(plain_second, plain_first);
     // Started again after idleness, not restarted after a failure.
-    assert_eq!(status_of(&gateway.base, "plain").await["restarts"], 0);
+    assert_eq!(
+        common::upstream_status(&gateway.base, "plain").await["restarts"],
+        0
+    );
     // tools/list still answers (from the cached list, without starting the shared child).
     let tools = client.list_all_tools().await.expect("tools/list");
     assert!(tools.iter().any(|t| t.name == "iso__read_text_file"));

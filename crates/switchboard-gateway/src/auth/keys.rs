@@ -14,7 +14,6 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{AuthError, Identity};
 
@@ -40,8 +39,7 @@ struct StoreFile {
 }
 
 pub fn hash(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    switchboard_audit::record::sha256_hex(key)
 }
 
 fn store_error(path: &Path, message: impl ToString) -> AuthError {

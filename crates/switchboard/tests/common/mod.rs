@@ -105,3 +105,28 @@ pub fn alive(pid: i32) -> bool {
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .is_ok_and(|stat| stat.contains(") Z "))
 }
+
+/// Makes a FIFO at `path`. Tests use one to hold a call in flight: an upstream that opens it
+/// for reading blocks until the test opens it for writing.
+pub fn make_fifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Upstream `name`'s entry in the gateway's `GET /api/status`.
+pub async fn upstream_status(base: &str, name: &str) -> Value {
+    let status: Value = reqwest::get(format!("{base}/api/status"))
+        .await
+        .expect("GET /api/status")
+        .json()
+        .await
+        .expect("status JSON");
+    status["upstreams"]
+        .as_array()
+        .and_then(|all| all.iter().find(|u| u["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no upstream {name} in {status}"))
+}
