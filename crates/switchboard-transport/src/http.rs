@@ -268,6 +268,14 @@ where
         .map_err(|source| TransportError::Bind { addr, source })?;
     let local_addr = listener.local_addr().map_err(TransportError::Http)?;
     let shutdown = cancel.clone();
+    // TCP_NODELAY on every accepted connection: a session-era answer is an SSE stream sent in
+    // more than one write; with Nagle on, the last one waits for the client's delayed ACK,
+    // ~40 ms per call on Linux.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+    });
     let task = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -138,6 +138,9 @@ pub struct ConnectOptions {
     pub max_sse_event_bytes: usize,
     /// Server messages buffered by the legacy SSE client. Default 64.
     pub sse_queue_len: usize,
+    /// Requests one Streamable HTTP session has in flight at once (one POST each); more wait
+    /// in order. Default 16 (rmcp's).
+    pub http_max_concurrent_requests: usize,
     /// The HTTP client; share one between upstreams to share its connection pool. Default:
     /// a new pooled client with redirects disabled (a redirect could replay headers such as
     /// credentials to another origin).
@@ -155,6 +158,7 @@ impl Default for ConnectOptions {
             max_stderr_line_bytes: 8 * 1024,
             max_sse_event_bytes: 16 * 1024 * 1024,
             sse_queue_len: 64,
+            http_max_concurrent_requests: 16,
             http_client: None,
         }
     }
@@ -292,6 +296,7 @@ where
             let mut config =
                 StreamableHttpClientTransportConfig::with_uri(Arc::<str>::from(url.as_str()));
             config.max_sse_event_size = options.max_sse_event_bytes;
+            config.max_concurrent_requests = options.http_max_concurrent_requests.max(1);
             for (name, value) in
                 sse_client::header_map(headers).map_err(|e| UpstreamError::Config(e.to_string()))?
             {

@@ -1,19 +1,32 @@
 //! `switchboard bench`: drive one MCP server with the same client, whoever wrote the server.
 //!
-//! The server is launched as a child process over stdio (the transport every MCP server
-//! speaks), so Switchboard's servers and other people's (the official Node servers, Python
-//! servers) are measured with exactly the same client, framing and call pattern. Results are
-//! calls per second and latency percentiles; `--json` prints one machine-readable line.
+//! The server is either launched as a child process over stdio (the transport every MCP
+//! server speaks), or reached at a URL: `--url` for Streamable HTTP, `--sse` for the legacy
+//! HTTP+SSE transport. So Switchboard's servers and gateway and other people's (the official
+//! Node servers, Python servers, peer gateways) are measured with exactly the same client,
+//! framing and call pattern. Results are calls per second and latency percentiles; `--json`
+//! prints one machine-readable line.
+//!
+//! `--concurrency C` is C calls in flight at once, each from its own worker that waits for
+//! its answer before sending the next call. `--sessions N` spreads those workers over N
+//! MCP sessions (N connections: for stdio, N server processes). For URL targets the default is
+//! one session per worker, which is how a gateway is used: many clients, each with its own
+//! session and one call at a time. `--sessions 1` multiplexes every call over one session
+//! (one HTTP request per call, up to C in flight).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use rmcp::{
-    ServiceExt,
+    RoleClient, ServiceExt,
     model::{CallToolRequestParams, ClientConfig},
+    service::RunningService,
     transport::{ConfigureCommandExt, TokioChildProcess},
 };
+use switchboard_transport::{ConnectOptions, Era, Upstream};
+
+use super::tools::EraArg;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -23,15 +36,38 @@ pub struct BenchArgs {
     /// Arguments of each call, as a JSON object.
     #[arg(long, default_value = "{}")]
     pub args: String,
-    /// Number of measured calls.
+    /// Number of measured calls (ignored with --duration).
     #[arg(long, default_value_t = 2000)]
     pub calls: usize,
-    /// Calls before measuring (JIT warm-up, caches).
+    /// Measure for this many seconds instead of a fixed number of calls.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Calls before measuring (JIT warm-up, caches), spread over the workers like the
+    /// measured calls.
     #[arg(long, default_value_t = 200)]
     pub warmup: usize,
-    /// Calls in flight at once over the one connection.
+    /// Calls in flight at once.
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
+    /// MCP sessions the concurrent calls are spread over (for stdio, server processes).
+    /// Default: one per in-flight call for --url/--sse, 1 for a command.
+    #[arg(long)]
+    pub sessions: Option<usize>,
+    /// Benchmark the Streamable HTTP MCP endpoint at this URL (e.g. http://127.0.0.1:8080/mcp)
+    /// instead of launching a command.
+    #[arg(long, conflicts_with = "sse")]
+    pub url: Option<String>,
+    /// Benchmark the legacy HTTP+SSE server whose SSE endpoint is this URL.
+    #[arg(long)]
+    pub sse: Option<String>,
+    /// Extra HTTP header for --url/--sse, as `Name: value` (e.g. `Authorization: Bearer …`);
+    /// repeat for several.
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Handshake for --url: `initialize` (session era, the default: what every peer speaks),
+    /// `discover` (stateless 2026-07-28) or `auto`.
+    #[arg(long, value_enum, default_value_t = EraArg::Initialize)]
+    pub era: EraArg,
     /// A label for the output (e.g. the server's name).
     #[arg(long, default_value = "server")]
     pub label: String,
@@ -41,86 +77,228 @@ pub struct BenchArgs {
     /// Count failed calls (protocol errors or `isError`) instead of stopping at the first.
     #[arg(long)]
     pub allow_errors: bool,
-    /// The server command and its arguments, after `--`.
-    #[arg(last = true, required = true)]
+    /// The server command and its arguments, after `--` (when no --url or --sse is given).
+    #[arg(last = true, required_unless_present_any = ["url", "sse"], conflicts_with_all = ["url", "sse"])]
     pub command: Vec<String>,
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let arguments: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&args.args).context("--args must be a JSON object")?;
-    let (program, rest) = args
-        .command
-        .split_first()
-        .context("give the server command after --")?;
-    let command = tokio::process::Command::new(program).configure(|cmd| {
-        cmd.args(rest);
-    });
-    let (transport, _) = TokioChildProcess::builder(command)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("could not start the server")?;
-    let client = ClientConfig::default()
-        .serve(transport)
-        .await
-        .context("the server did not complete initialize")?;
-    let request = CallToolRequestParams::new(args.tool.clone()).with_arguments(arguments);
+type Client = RunningService<RoleClient, ClientConfig>;
 
-    let call = |client: rmcp::Peer<rmcp::RoleClient>, request: CallToolRequestParams| async move {
-        let started = Instant::now();
-        let outcome = client.call_tool(request).await;
-        let elapsed = started.elapsed();
-        match outcome {
-            Ok(result) if result.is_error != Some(true) => Ok(elapsed),
-            Ok(result) => Err(format!("tool error: {:?}", result.content)),
-            Err(err) => Err(format!("protocol error: {err}")),
+/// How the sessions are opened; every session gets the same call pattern afterwards.
+enum Target {
+    Command(Vec<String>),
+    Remote {
+        upstream: Upstream,
+        options: Box<ConnectOptions>,
+    },
+}
+
+impl Target {
+    fn from_args(args: &BenchArgs, in_flight_per_session: usize) -> anyhow::Result<Target> {
+        let (url, sse) = match (&args.url, &args.sse) {
+            (None, None) => return Ok(Target::Command(args.command.clone())),
+            (Some(url), _) => (url, false),
+            (None, Some(url)) => (url, true),
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("{url} is not an http(s) URL");
         }
-    };
+        let mut headers = std::collections::BTreeMap::new();
+        for raw in &args.headers {
+            let (name, value) = raw
+                .split_once(':')
+                .with_context(|| format!("header {raw:?} is not `Name: value`"))?;
+            headers.insert(name.trim().to_owned(), value.trim().to_owned());
+        }
+        let upstream = if sse {
+            Upstream::Sse {
+                url: url.clone(),
+                headers,
+            }
+        } else {
+            Upstream::Http {
+                url: url.clone(),
+                headers,
+            }
+        };
+        let options = Box::new(ConnectOptions {
+            name: "bench".into(),
+            era: match args.era {
+                EraArg::Auto => Era::Auto,
+                EraArg::Initialize => Era::Initialize,
+                EraArg::Discover => Era::Discover,
+            },
+            // Every call of a shared session is its own POST; let all of them be in flight.
+            http_max_concurrent_requests: in_flight_per_session.max(1),
+            // One connection pool for every session, as one client process would have.
+            http_client: Some(switchboard_transport::upstream::default_http_client()?),
+            ..ConnectOptions::default()
+        });
+        Ok(Target::Remote { upstream, options })
+    }
 
-    for _ in 0..args.warmup {
-        if let Err(err) = call(client.peer().clone(), request.clone()).await
-            && !args.allow_errors
-        {
-            bail!("warm-up call failed: {err}");
+    fn transport(&self) -> &'static str {
+        match self {
+            Target::Command(_) => "stdio",
+            Target::Remote {
+                upstream: Upstream::Sse { .. },
+                ..
+            } => "sse",
+            Target::Remote { .. } => "http",
         }
     }
 
-    let concurrency = args.concurrency.max(1);
-    let per_worker = args.calls.div_ceil(concurrency);
+    async fn connect(&self) -> anyhow::Result<Client> {
+        match self {
+            Target::Command(command) => {
+                let (program, rest) = command
+                    .split_first()
+                    .context("give the server command after --")?;
+                let command = tokio::process::Command::new(program).configure(|cmd| {
+                    cmd.args(rest);
+                });
+                let (transport, _) = TokioChildProcess::builder(command)
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .context("could not start the server")?;
+                ClientConfig::default()
+                    .serve(transport)
+                    .await
+                    .context("the server did not complete initialize")
+            }
+            Target::Remote { upstream, options } => {
+                switchboard_transport::connect(upstream, ClientConfig::default(), options)
+                    .await
+                    .context("could not connect to the server")
+            }
+        }
+    }
+}
+
+/// How long a phase of calls runs: a number of calls (split over the workers) or until a
+/// deadline.
+#[derive(Clone, Copy)]
+enum Budget {
+    Calls(usize),
+    Until(Instant),
+}
+
+type CallOutcome = Result<Duration, String>;
+
+async fn call(peer: &rmcp::Peer<RoleClient>, request: CallToolRequestParams) -> CallOutcome {
+    let started = Instant::now();
+    let outcome = peer.call_tool(request).await;
+    let elapsed = started.elapsed();
+    match outcome {
+        Ok(result) if result.is_error != Some(true) => Ok(elapsed),
+        Ok(result) => Err(format!("tool error: {:?}", result.content)),
+        Err(err) => Err(format!("protocol error: {err}")),
+    }
+}
+
+/// Runs `concurrency` workers, worker `i` on session `i % sessions`, each sending one call at
+/// a time until `budget` is spent. Returns every latency, every error, and the wall time.
+async fn phase(
+    clients: &[Client],
+    concurrency: usize,
+    request: &CallToolRequestParams,
+    budget: Budget,
+    stop_on_error: bool,
+) -> anyhow::Result<(Vec<Duration>, Vec<String>, Duration)> {
     let started = Instant::now();
     let mut workers = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let peer = client.peer().clone();
+    for worker in 0..concurrency {
+        let peer = clients[worker % clients.len()].peer().clone();
         let request = request.clone();
+        let quota = match budget {
+            // Spread the calls so the total is exact.
+            Budget::Calls(total) => total / concurrency + usize::from(worker < total % concurrency),
+            Budget::Until(_) => usize::MAX,
+        };
         workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_worker);
+            let mut latencies = Vec::new();
             let mut errors = Vec::new();
-            for _ in 0..per_worker {
-                match call(peer.clone(), request.clone()).await {
+            let mut sent = 0usize;
+            while sent < quota {
+                if let Budget::Until(deadline) = budget
+                    && Instant::now() >= deadline
+                {
+                    break;
+                }
+                sent += 1;
+                match call(&peer, request.clone()).await {
                     Ok(latency) => latencies.push(latency),
-                    Err(err) => errors.push(err),
+                    Err(err) => {
+                        errors.push(err);
+                        if stop_on_error {
+                            break;
+                        }
+                    }
                 }
             }
             (latencies, errors)
         }));
     }
-    let mut latencies = Vec::with_capacity(args.calls);
+    let mut latencies = Vec::new();
     let mut errors = Vec::new();
     for worker in workers {
         let (l, e) = worker.await.context("a benchmark worker panicked")?;
         latencies.extend(l);
         errors.extend(e);
     }
-    let wall = started.elapsed();
-    let _ = client.cancel().await;
+    Ok((latencies, errors, started.elapsed()))
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let arguments: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&args.args).context("--args must be a JSON object")?;
+    let concurrency = args.concurrency.max(1);
+    let remote = args.url.is_some() || args.sse.is_some();
+    let sessions = args
+        .sessions
+        .unwrap_or(if remote { concurrency } else { 1 })
+        .clamp(1, concurrency);
+    let target = Target::from_args(&args, concurrency.div_ceil(sessions))?;
+    if let Some(secs) = args.duration
+        && !(secs.is_finite() && secs > 0.0)
+    {
+        bail!("--duration must be a positive number of seconds");
+    }
+
+    // Open the sessions a few at a time: a peer may handle handshakes slowly.
+    let mut clients = Vec::with_capacity(sessions);
+    let mut pending = tokio::task::JoinSet::new();
+    let target = std::sync::Arc::new(target);
+    let mut opened = 0;
+    while clients.len() < sessions {
+        while opened < sessions && pending.len() < 16 {
+            let target = target.clone();
+            pending.spawn(async move { target.connect().await });
+            opened += 1;
+        }
+        match pending.join_next().await {
+            Some(joined) => clients.push(joined.context("connecting panicked")??),
+            None => break,
+        }
+    }
+
+    let request = CallToolRequestParams::new(args.tool.clone()).with_arguments(arguments);
+    let result = measure(&args, &clients, concurrency, &request).await;
+    for client in clients {
+        let _ = client.cancel().await;
+    }
+    let (latencies, errors, wall) = result?;
     if !args.allow_errors && !errors.is_empty() {
         bail!("{} of the calls failed; first: {}", errors.len(), errors[0]);
     }
+    let mut latencies = latencies;
     latencies.sort();
     let report = Report::new(
         &args.label,
         &args.tool,
+        target.transport(),
         concurrency,
+        sessions,
         &latencies,
         errors.len(),
         wall,
@@ -133,11 +311,41 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn measure(
+    args: &BenchArgs,
+    clients: &[Client],
+    concurrency: usize,
+    request: &CallToolRequestParams,
+) -> anyhow::Result<(Vec<Duration>, Vec<String>, Duration)> {
+    if args.warmup > 0 {
+        let (_, errors, _) = phase(
+            clients,
+            concurrency.min(args.warmup),
+            request,
+            Budget::Calls(args.warmup),
+            !args.allow_errors,
+        )
+        .await?;
+        if !args.allow_errors
+            && let Some(err) = errors.first()
+        {
+            bail!("warm-up call failed: {err}");
+        }
+    }
+    let budget = match args.duration {
+        Some(secs) => Budget::Until(Instant::now() + Duration::from_secs_f64(secs)),
+        None => Budget::Calls(args.calls),
+    };
+    phase(clients, concurrency, request, budget, false).await
+}
+
 #[derive(Debug, serde::Serialize)]
 struct Report {
     label: String,
     tool: String,
+    transport: &'static str,
     concurrency: usize,
+    sessions: usize,
     calls: usize,
     errors: usize,
     calls_per_sec: f64,
@@ -148,10 +356,13 @@ struct Report {
 }
 
 impl Report {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         label: &str,
         tool: &str,
+        transport: &'static str,
         concurrency: usize,
+        sessions: usize,
         sorted: &[Duration],
         errors: usize,
         wall: Duration,
@@ -166,7 +377,9 @@ impl Report {
         Report {
             label: label.to_string(),
             tool: tool.to_string(),
+            transport,
             concurrency,
+            sessions,
             calls: sorted.len(),
             errors,
             calls_per_sec: sorted.len() as f64 / wall.as_secs_f64().max(f64::EPSILON),
@@ -182,10 +395,12 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {} c={}: {} calls, {:.0} calls/s, p50 {} µs, p90 {} µs, p99 {} µs, max {} µs, {} errors",
+            "{} {} ({}) c={} sessions={}: {} calls, {:.0} calls/s, p50 {} µs, p90 {} µs, p99 {} µs, max {} µs, {} errors",
             self.label,
             self.tool,
+            self.transport,
             self.concurrency,
+            self.sessions,
             self.calls,
             self.calls_per_sec,
             self.p50_us,

@@ -64,7 +64,8 @@ pub enum Command {
     /// Run one built-in MCP server on its own.
     #[command(subcommand)]
     Server(server::ServerCommand),
-    /// Benchmark one tool of an MCP server launched over stdio, with the same client for any server.
+    /// Benchmark one tool of an MCP server (over stdio, Streamable HTTP or legacy SSE), with the
+    /// same client for any server.
     Bench(bench::BenchArgs),
     /// List the tools of an MCP server given by URL or by a command after `--`.
     Tools(tools::ToolsArgs),

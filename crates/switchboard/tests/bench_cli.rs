@@ -1,0 +1,223 @@
+//! `switchboard bench` through the real binary: `--url` (Streamable HTTP, session era) against
+//! a `switchboard serve` on an ephemeral port, with one session per worker and with one shared
+//! session, `--header` for an authenticated gateway, `--sse`, `--duration`, and the stdio path.
+
+mod common;
+
+use std::path::Path;
+
+use common::{BIN, spawn_listening};
+use serde_json::Value;
+
+const ECHO: &str = r#"
+[audit]
+enabled = false
+[[upstream]]
+name = "echo"
+builtin = { server = "echo" }
+prefix = "never"
+"#;
+
+/// Runs `switchboard bench --tool echo ARGS --json` and returns its report, or its stderr on
+/// failure.
+async fn bench(args: &[&str], cwd: &Path) -> Result<Value, String> {
+    bench_tool("echo", args, cwd).await
+}
+
+async fn bench_tool(tool: &str, args: &[&str], cwd: &Path) -> Result<Value, String> {
+    let output = tokio::process::Command::new(BIN)
+        .arg("bench")
+        .args(["--json", "--tool", tool, "--args", r#"{"message":"hi"}"#])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .await
+        .expect("run switchboard bench");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        return Err(stderr);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Ok(serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}")))
+}
+
+fn check(report: &Value, transport: &str, concurrency: u64, sessions: u64) {
+    assert_eq!(report["tool"], "echo", "{report}");
+    assert_eq!(report["transport"], transport, "{report}");
+    assert_eq!(
+        report["concurrency"].as_u64(),
+        Some(concurrency),
+        "{report}"
+    );
+    assert_eq!(report["sessions"].as_u64(), Some(sessions), "{report}");
+    assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
+    assert!(
+        report["calls_per_sec"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+    let p50 = report["p50_us"].as_u64().unwrap_or(0);
+    let p99 = report["p99_us"].as_u64().unwrap_or(0);
+    let max = report["max_us"].as_u64().unwrap_or(0);
+    assert!(p50 > 0 && p50 <= p99 && p99 <= max, "{report}");
+}
+
+#[tokio::test]
+async fn bench_url_measures_a_gateway_over_streamable_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("gateway.toml"), ECHO).expect("config");
+    let gateway = spawn_listening(
+        &[
+            "serve",
+            "--config",
+            "gateway.toml",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+        ],
+        dir.path(),
+    )
+    .await;
+
+    // Default for a URL: one session per in-flight call.
+    let args = ["--url", &gateway.mcp, "--calls", "60", "--warmup", "8"];
+    let report = bench(&[&args[..], &["--concurrency", "4"]].concat(), dir.path())
+        .await
+        .expect("bench --url");
+    check(&report, "http", 4, 4);
+    assert_eq!(report["calls"].as_u64(), Some(60), "{report}");
+    // Session-era answers are SSE streams sent in several writes; without TCP_NODELAY on the
+    // server's sockets each call waited ~40 ms for a delayed ACK. Loopback calls take a few
+    // ms at most, even in a debug build on a busy machine.
+    let p50 = report["p50_us"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        p50 < 30_000,
+        "p50 {p50} µs: Nagle's delay is back? {report}"
+    );
+
+    // Every call multiplexed over one session.
+    let report = bench(
+        &[&args[..], &["--concurrency", "4", "--sessions", "1"]].concat(),
+        dir.path(),
+    )
+    .await
+    .expect("bench --url --sessions 1");
+    check(&report, "http", 4, 1);
+    assert_eq!(report["calls"].as_u64(), Some(60), "{report}");
+
+    // By time instead of by count; the stateless era.
+    let report = bench(
+        &[
+            "--url",
+            &gateway.mcp,
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--era",
+            "discover",
+        ],
+        dir.path(),
+    )
+    .await
+    .expect("bench --url --duration");
+    check(&report, "http", 1, 1);
+
+    // A tool the server does not have fails the run, naming the error.
+    let err = bench_tool(
+        "nope",
+        &["--url", &gateway.mcp, "--calls", "2", "--warmup", "0"],
+        dir.path(),
+    )
+    .await
+    .expect_err("an unknown tool must fail");
+    assert!(err.contains("failed"), "{err}");
+
+    // Legacy HTTP+SSE on the same gateway.
+    let sse = format!("{}/sse", gateway.base);
+    let report = bench(
+        &[
+            "--sse",
+            &sse,
+            "--calls",
+            "20",
+            "--warmup",
+            "2",
+            "--concurrency",
+            "2",
+        ],
+        dir.path(),
+    )
+    .await
+    .expect("bench --sse");
+    check(&report, "sse", 2, 2);
+    drop(gateway);
+}
+
+#[tokio::test]
+async fn bench_url_sends_the_given_headers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let created = std::process::Command::new(BIN)
+        .args(["key", "create", "bench", "--data-dir", "data"])
+        .current_dir(dir.path())
+        .output()
+        .expect("key create");
+    assert!(created.status.success());
+    let stdout = String::from_utf8_lossy(&created.stdout);
+    let key = stdout
+        .split_whitespace()
+        .find(|word| word.starts_with("sb_"))
+        .expect("an API key")
+        .to_owned();
+    let config = format!("{ECHO}\n[security.auth]\napi_keys_enabled = true\n");
+    std::fs::write(dir.path().join("gateway.toml"), config).expect("config");
+    let gateway = spawn_listening(
+        &[
+            "serve",
+            "--config",
+            "gateway.toml",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+        ],
+        dir.path(),
+    )
+    .await;
+    let args = ["--url", &gateway.mcp, "--calls", "20", "--warmup", "2"];
+    bench(&args, dir.path())
+        .await
+        .expect_err("no credential: refused");
+    let header = format!("Authorization: Bearer {key}");
+    let report = bench(&[&args[..], &["--header", &header]].concat(), dir.path())
+        .await
+        .expect("bench with the API key");
+    check(&report, "http", 1, 1);
+    drop(gateway);
+}
+
+#[tokio::test]
+async fn bench_launches_a_stdio_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = bench(
+        &[
+            "--calls",
+            "50",
+            "--warmup",
+            "5",
+            "--concurrency",
+            "2",
+            "--",
+            BIN,
+            "--log",
+            "warn",
+            "server",
+            "echo",
+        ],
+        dir.path(),
+    )
+    .await
+    .expect("bench over stdio");
+    check(&report, "stdio", 2, 1);
+    assert_eq!(report["calls"].as_u64(), Some(50), "{report}");
+}
