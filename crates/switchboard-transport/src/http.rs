@@ -55,6 +55,9 @@ pub struct HttpLimits {
     /// server-to-client queue fill is disconnected; a full client-to-server queue answers
     /// the POST with 503. Default 64.
     pub sse_queue_len: usize,
+    /// After a stop is asked for, how long open connections (a client's long-lived SSE
+    /// stream, say) may keep the server up before they are dropped. Default 10 s.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for HttpLimits {
@@ -69,6 +72,7 @@ impl Default for HttpLimits {
             sse_keep_alive: Duration::from_secs(15),
             sse_max_connections: 256,
             sse_queue_len: 64,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -268,18 +272,25 @@ where
         .map_err(|source| TransportError::Bind { addr, source })?;
     let local_addr = listener.local_addr().map_err(TransportError::Http)?;
     let shutdown = cancel.clone();
-    // TCP_NODELAY on every accepted connection: a session-era answer is an SSE stream sent in
-    // more than one write; with Nagle on, the last one waits for the client's delayed ACK,
-    // ~40 ms per call on Linux.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "could not set TCP_NODELAY");
+    let grace_over = {
+        let cancel = cancel.clone();
+        let grace = limits.shutdown_grace;
+        async move {
+            cancel.cancelled().await;
+            tokio::time::sleep(grace).await;
         }
-    });
+    };
+    let listener = axum::serve::ListenerExt::tap_io(listener, tune_accepted);
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+        let serving =
+            axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
+        tokio::select! {
+            result = serving => result,
+            () = grace_over => {
+                tracing::warn!("connections still open after the shutdown grace period; dropping them");
+                Ok(())
+            }
+        }
     });
     Ok(HttpServer {
         local_addr,
@@ -287,4 +298,33 @@ where
         cancel,
         task,
     })
+}
+
+/// TCP_NODELAY on every accepted connection: a session-era answer is an SSE stream sent in
+/// more than one write; with Nagle on, the last one waits for the client's delayed ACK, ~40 ms
+/// per call on Linux (found by `bench/peers.sh`, see BENCHMARKS.md).
+fn tune_accepted(tcp: &mut tokio::net::TcpStream) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(%err, "could not set TCP_NODELAY");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_nagle_delay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let _client = client.expect("connect");
+        let (mut accepted, _) = accepted.expect("accept");
+        assert!(!accepted.nodelay().expect("nodelay"), "Linux's default");
+        tune_accepted(&mut accepted);
+        assert!(accepted.nodelay().expect("nodelay"));
+    }
 }

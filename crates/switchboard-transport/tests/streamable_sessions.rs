@@ -225,3 +225,35 @@ async fn last_event_id_replays_from_the_event_store() {
     assert!(server.stats.event_store.as_ref().expect("store").len() <= 64);
     server.shutdown().await.expect("stop");
 }
+
+/// A connection that never finishes its request must not hold up a stop past the grace period:
+/// the server ends, and the half-sent request's connection is dropped.
+#[tokio::test]
+async fn a_stuck_connection_does_not_hold_up_the_stop() {
+    use tokio::io::AsyncWriteExt;
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let limits = HttpLimits {
+        shutdown_grace: Duration::from_millis(200),
+        ..HttpLimits::default()
+    };
+    let server = start(tmp.path(), limits).await;
+    let mut stuck = tokio::net::TcpStream::connect(server.local_addr)
+        .await
+        .expect("connect");
+    // Headers promise a body that never comes: graceful shutdown alone would wait for it.
+    stuck
+        .write_all(
+            b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+              accept: application/json, text/event-stream\r\ncontent-length: 1000\r\n\r\n{\"jsonrpc\"",
+        )
+        .await
+        .expect("write");
+    stuck.flush().await.expect("flush");
+    server.cancellation_token().cancel();
+    // The deadline only detects a hang; the stop itself takes the 200 ms grace.
+    tokio::time::timeout(Duration::from_secs(60), server.wait())
+        .await
+        .expect("the server stopped after the grace period")
+        .expect("clean stop");
+}

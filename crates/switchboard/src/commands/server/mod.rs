@@ -98,6 +98,10 @@ pub struct HttpArgs {
     /// Seconds between SSE keep-alive comments (Streamable HTTP and legacy SSE streams).
     #[arg(long, default_value_t = 15)]
     pub sse_keep_alive_secs: u64,
+    /// Seconds open connections (long-lived SSE streams) may hold up a stop before they are
+    /// dropped.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
 }
 
 impl HttpArgs {
@@ -117,6 +121,7 @@ impl HttpArgs {
             sse_keep_alive: std::time::Duration::from_secs(self.sse_keep_alive_secs.max(1)),
             sse_max_connections: self.sse_max_connections,
             sse_queue_len: self.sse_queue_len,
+            shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
         }
     }
 }
