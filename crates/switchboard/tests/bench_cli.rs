@@ -61,11 +61,9 @@ fn check(report: &Value, transport: &str, concurrency: u64, sessions: u64) {
     assert!(p50 > 0 && p50 <= p99 && p99 <= max, "{report}");
 }
 
-#[tokio::test]
-async fn bench_url_measures_a_gateway_over_streamable_http() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("gateway.toml"), ECHO).expect("config");
-    let gateway = spawn_listening(
+/// `switchboard serve` with `dir/gateway.toml` and its data in `dir/data`.
+async fn serve(dir: &std::path::Path) -> common::Listening {
+    spawn_listening(
         &[
             "serve",
             "--config",
@@ -75,9 +73,16 @@ async fn bench_url_measures_a_gateway_over_streamable_http() {
             "--data-dir",
             "data",
         ],
-        dir.path(),
+        dir,
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn bench_url_measures_a_gateway_over_streamable_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("gateway.toml"), ECHO).expect("config");
+    let gateway = serve(dir.path()).await;
 
     // Default for a URL: one session per in-flight call.
     let args = ["--url", &gateway.mcp, "--calls", "60", "--warmup", "8"];
@@ -162,19 +167,7 @@ async fn bench_url_sends_the_given_headers() {
         .to_owned();
     let config = format!("{ECHO}\n[security.auth]\napi_keys_enabled = true\n");
     std::fs::write(dir.path().join("gateway.toml"), config).expect("config");
-    let gateway = spawn_listening(
-        &[
-            "serve",
-            "--config",
-            "gateway.toml",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            "data",
-        ],
-        dir.path(),
-    )
-    .await;
+    let gateway = serve(dir.path()).await;
     let args = ["--url", &gateway.mcp, "--calls", "20", "--warmup", "2"];
     bench(&args, dir.path())
         .await
