@@ -29,6 +29,12 @@ pub struct GatewayConfig {
     /// absent: on, SQLite at `<data dir>/audit.db`.
     #[serde(default)]
     pub audit: switchboard_audit::AuditConfig,
+    /// `[sessions]`: the keys that seal session-era `Mcp-Session-Id`s ([`crate::cluster`]).
+    #[serde(default)]
+    pub sessions: crate::cluster::SessionsConfig,
+    /// `[cluster]`: the Redis replicas share (result cache, events); absent: none.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// One upstream MCP server and the gateway's policy for it.
@@ -492,6 +498,16 @@ impl GatewayConfig {
         if let Some(otlp) = &self.observability.otlp {
             otlp.validate().map_err(|message| ConfigError::Invalid {
                 upstream: "observability.otlp".into(),
+                message,
+            })?;
+        }
+        self.sessions.validate().map_err(|message| ConfigError::Invalid {
+            upstream: "sessions".into(),
+            message,
+        })?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate().map_err(|message| ConfigError::Invalid {
+                upstream: "cluster".into(),
                 message,
             })?;
         }

@@ -50,6 +50,10 @@ struct Shared {
     http_client: Option<reqwest::Client>,
     /// Upstreams a reload dropped, until the calls still running on them finish.
     retiring: Arc<Mutex<Vec<Arc<UpstreamRuntime>>>>,
+    /// `[cluster]`: the Redis other replicas share (result cache, events).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Asks the configuration reloader (the binary's) to reread its file now.
+    reload_requests: Arc<tokio::sync::Notify>,
 }
 
 /// Everything one configuration makes: upstreams (unchanged ones are carried over from the
@@ -112,7 +116,10 @@ impl GatewayState {
         let observer = shared.observer.clone();
         let audit = shared.audit.clone();
         let retries = Arc::new(Retries::new(&config.upstreams)?);
-        let caches = Arc::new(ResultCaches::new(&config.upstreams)?);
+        let caches = Arc::new(ResultCaches::with_cluster(
+            &config.upstreams,
+            shared.cluster.as_ref(),
+        )?);
         let policies = config.security.policies()?.map(Arc::new);
         let security = stack::Security {
             policies: policies.clone(),
@@ -388,6 +395,15 @@ impl GatewayState {
         })
     }
 
+    /// [`GatewayState::invalidate_cache`] on this replica only (another replica already
+    /// dropped the shared entries).
+    async fn invalidate_local_cache(&self, upstream: &str, tool_glob: &str) {
+        if let (Some(cache), Ok(glob)) = (self.caches.get(upstream), globset::Glob::new(tool_glob))
+        {
+            cache.invalidate_local(&glob.compile_matcher()).await;
+        }
+    }
+
     pub fn status(&self) -> Vec<UpstreamStatus> {
         let catalog = self.cached_catalog();
         self.upstreams
@@ -444,14 +460,29 @@ impl Gateway {
         config: GatewayConfig,
         audit: Option<Arc<switchboard_audit::Auditor>>,
     ) -> Result<Gateway, ConfigError> {
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(crate::cluster::Cluster::new)
+            .transpose()
+            .map_err(|message| ConfigError::Invalid {
+                upstream: "cluster".into(),
+                message,
+            })?;
+        let hub = Arc::new(Hub::default());
+        if let Some(cluster) = &cluster {
+            hub.attach_cluster(cluster.clone());
+        }
         let shared = Shared {
-            hub: Arc::new(Hub::default()),
+            hub,
             observer: Arc::new(crate::telemetry::Observer::new(
                 config.observability.clone(),
             )),
             audit,
             http_client: switchboard_transport::upstream::default_http_client().ok(),
             retiring: Arc::default(),
+            cluster,
+            reload_requests: Arc::default(),
         };
         let state = GatewayState::build(config, &shared, None)?;
         Ok(Gateway {
@@ -571,13 +602,57 @@ impl Gateway {
         self.state().rate_limit_stats()
     }
 
-    /// Drops the cached results of `upstream`'s tools matching `tool_glob`.
+    /// Drops the cached results of `upstream`'s tools matching `tool_glob`, on every replica.
     pub async fn invalidate_cache(
         &self,
         upstream: &str,
         tool_glob: &str,
     ) -> Result<u64, ConfigError> {
-        self.state().invalidate_cache(upstream, tool_glob).await
+        let dropped = self.state().invalidate_cache(upstream, tool_glob).await?;
+        if let Some(cluster) = &self.shared.cluster {
+            cluster
+                .publish(crate::cluster::ClusterEvent::CacheInvalidated {
+                    upstream: upstream.to_owned(),
+                    tool_glob: tool_glob.to_owned(),
+                })
+                .await;
+        }
+        Ok(dropped)
+    }
+
+    /// `[cluster]`, when configured.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.shared.cluster.as_ref()
+    }
+
+    /// Notified when the configuration file should be reread now (another replica reloaded).
+    pub fn reload_requests(&self) -> Arc<tokio::sync::Notify> {
+        self.shared.reload_requests.clone()
+    }
+
+    /// Applies what another replica told this one ([`crate::cluster`]). Session ends are the
+    /// HTTP listener's business and are handled by its owner.
+    pub async fn apply_cluster_event(&self, event: crate::cluster::ClusterEvent) {
+        use crate::cluster::ClusterEvent;
+        match event {
+            ClusterEvent::ListChanged { upstream, list } => {
+                let state = self.state();
+                if let Some(runtime) = state.upstreams.iter().find(|u| u.name() == upstream) {
+                    tracing::info!(%upstream, ?list, "list changed on another replica");
+                    runtime.list_changed_elsewhere(list);
+                }
+            }
+            ClusterEvent::Reload => self.shared.reload_requests.notify_one(),
+            ClusterEvent::CacheInvalidated {
+                upstream,
+                tool_glob,
+            } => {
+                self.state()
+                    .invalidate_local_cache(&upstream, &tool_glob)
+                    .await
+            }
+            ClusterEvent::SessionEnded { .. } => {}
+        }
     }
 
     pub fn status(&self) -> Vec<UpstreamStatus> {

@@ -4,7 +4,7 @@
 //! session when any upstream's list changes, and `notifications/resources/updated` for the
 //! resources they subscribed to; a client whose session has closed is dropped on the next send.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rmcp::{Peer, RoleServer};
 
@@ -12,12 +12,31 @@ use rmcp::{Peer, RoleServer};
 pub struct Hub {
     clients: Mutex<Vec<Peer<RoleServer>>>,
     subscriptions: Mutex<Vec<Subscription>>,
+    /// Where an upstream's `list_changed` is told to the other replicas (`[cluster]`).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// One session-era client's `resources/subscribe`: (upstream, upstream URI, exposed URI, client).
 type Subscription = (String, String, String, Peer<RoleServer>);
 
 impl Hub {
+    /// Tells other replicas of every upstream `list_changed` this one hears from now on.
+    pub fn attach_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// An upstream's own `list_changed` notification reached this replica: tell the others.
+    pub fn upstream_list_changed(&self, upstream: &str, list: crate::cluster::ListKind) {
+        if let Some(cluster) = self.cluster.get() {
+            let cluster = cluster.clone();
+            let event = crate::cluster::ClusterEvent::ListChanged {
+                upstream: upstream.to_owned(),
+                list,
+            };
+            tokio::spawn(async move { cluster.publish(event).await });
+        }
+    }
+
     pub fn register(&self, peer: Peer<RoleServer>) {
         if let Ok(mut clients) = self.clients.lock() {
             clients.retain(|p| !p.is_transport_closed());

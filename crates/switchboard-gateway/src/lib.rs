@@ -16,6 +16,7 @@ pub mod auth;
 pub mod builtin;
 pub mod catalog;
 pub mod children;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod echo;

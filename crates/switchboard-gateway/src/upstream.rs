@@ -73,12 +73,16 @@ impl ClientHandler for UpstreamEvents {
         tracing::info!(upstream = %self.name, "upstream prompt list changed");
         self.lists.prompts_changed();
         self.hub.prompts_changed();
+        self.hub
+            .upstream_list_changed(&self.name, crate::cluster::ListKind::Prompts);
     }
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
         tracing::info!(upstream = %self.name, "upstream resource list changed");
         self.lists.resources_changed();
         self.hub.resources_changed();
+        self.hub
+            .upstream_list_changed(&self.name, crate::cluster::ListKind::Resources);
     }
 
     async fn on_resource_updated(
@@ -132,6 +136,8 @@ impl ClientHandler for UpstreamEvents {
         tracing::info!(upstream = %self.name, "upstream tool list changed");
         self.tools_stale.store(true, Ordering::Release);
         self.hub.tools_changed();
+        self.hub
+            .upstream_list_changed(&self.name, crate::cluster::ListKind::Tools);
     }
 }
 
@@ -205,6 +211,25 @@ impl UpstreamRuntime {
             restarts: AtomicU64::new(0),
             config,
         })
+    }
+
+    /// Another replica heard this upstream's `list_changed`: refresh that list here too, and
+    /// tell this replica's clients.
+    pub fn list_changed_elsewhere(&self, list: crate::cluster::ListKind) {
+        match list {
+            crate::cluster::ListKind::Tools => {
+                self.tools_stale.store(true, Ordering::Release);
+                self.hub.tools_changed();
+            }
+            crate::cluster::ListKind::Prompts => {
+                self.lists.prompts_changed();
+                self.hub.prompts_changed();
+            }
+            crate::cluster::ListKind::Resources => {
+                self.lists.resources_changed();
+                self.hub.resources_changed();
+            }
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -17,8 +17,12 @@ use crate::{
     TransportError,
     guard::{HostOriginPolicy, host_origin_guard},
     legacy_sse::{self, LegacySseStats, SseSettings},
+    sealed::{self, SealedSessionStore, SessionKeys, SessionSealer},
     session::{BoundedEventStore, CappedSessionManager},
 };
+
+/// How long a sealed session id is accepted by default: a day.
+pub const DEFAULT_SESSION_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// The limits and checks of an HTTP listener. Every field is a documented CLI/config option.
 #[derive(Debug, Clone)]
@@ -58,6 +62,9 @@ pub struct HttpLimits {
     /// After a stop is asked for, how long open connections (a client's long-lived SSE
     /// stream, say) may keep the server up before they are dropped. Default 10 s.
     pub shutdown_grace: Duration,
+    /// Seals and opens session-era `Mcp-Session-Id`s ([`crate::sealed`]). `None` (the
+    /// default) makes a key at start: sessions then resume on this process only.
+    pub session_sealer: Option<Arc<SessionSealer>>,
 }
 
 impl Default for HttpLimits {
@@ -73,6 +80,7 @@ impl Default for HttpLimits {
             sse_max_connections: 256,
             sse_queue_len: 64,
             shutdown_grace: Duration::from_secs(10),
+            session_sealer: None,
         }
     }
 }
@@ -103,7 +111,11 @@ impl HttpRoutes {
 pub const MCP_PATH: &str = "/mcp";
 
 impl HttpLimits {
-    fn rmcp_config(&self, cancel: CancellationToken) -> StreamableHttpServerConfig {
+    fn rmcp_config(
+        &self,
+        cancel: CancellationToken,
+        sealer: &Arc<SessionSealer>,
+    ) -> StreamableHttpServerConfig {
         let mut config = StreamableHttpServerConfig::default()
             .with_max_request_body_bytes(self.max_body_bytes)
             .with_sse_keep_alive(Some(self.sse_keep_alive))
@@ -113,6 +125,7 @@ impl HttpLimits {
             // 2025-11-25 requires 403 for a present, invalid Origin; an empty allow-list
             // therefore rejects every browser origin instead of disabling the check.
             .enforce_origin_validation();
+        config.session_store = Some(Arc::new(SealedSessionStore(sealer.clone())));
         config = if self.allowed_hosts.is_empty() {
             config.disable_allowed_hosts()
         } else {
@@ -131,6 +144,8 @@ pub struct HttpStats {
     pub legacy_sse: Option<LegacySseStats>,
     /// The `Last-Event-ID` event store, when `event_store_capacity` is non-zero.
     pub event_store: Option<Arc<BoundedEventStore>>,
+    /// The session-id sealer of `/mcp` (absent when `/mcp` is not served).
+    pub sealer: Option<Arc<SessionSealer>>,
 }
 
 /// Builds the axum router for `routes` without binding, so an embedding server (the gateway)
@@ -158,13 +173,22 @@ where
         }
         let sessions = Arc::new(CappedSessionManager::new(local, limits.max_sessions));
         stats.sessions = Some(sessions.clone());
+        let sealer = limits.session_sealer.clone().unwrap_or_else(|| {
+            Arc::new(SessionSealer::new(
+                SessionKeys::ephemeral(),
+                DEFAULT_SESSION_MAX_AGE,
+            ))
+        });
+        stats.sealer = Some(sealer.clone());
         let make = factory.clone();
         let service = StreamableHttpService::new(
             move || make(),
             sessions,
-            limits.rmcp_config(cancel.child_token()),
+            limits.rmcp_config(cancel.child_token(), &sealer),
         );
-        router = router.nest_service(MCP_PATH, service);
+        router = router.merge(axum::Router::new().nest_service(MCP_PATH, service).layer(
+            axum::middleware::from_fn_with_state(sealer, sealed::seal_session_ids),
+        ));
     }
     if routes.legacy_sse() {
         let settings = SseSettings {

@@ -15,15 +15,18 @@
 pub mod guard;
 mod http;
 pub mod legacy_sse;
+pub mod sealed;
 pub mod session;
 pub mod sse;
 pub mod upstream;
 
 pub use http::{
-    HttpLimits, HttpRoutes, HttpServer, HttpStats, MCP_PATH, router, serve_http, serve_http_with,
+    DEFAULT_SESSION_MAX_AGE, HttpLimits, HttpRoutes, HttpServer, HttpStats, MCP_PATH, router,
+    serve_http, serve_http_with,
     serve_http_wrapped,
 };
 pub use legacy_sse::{LegacySseStats, MESSAGES_PATH, SSE_PATH};
+pub use sealed::{SealError, SessionKeys, SessionSealer};
 pub use session::{BoundedEventStore, CappedSessionManager, SessionManagerError};
 pub use upstream::{
     ConnectOptions, Era, Upstream, UpstreamClient, UpstreamError, connect, shutdown,

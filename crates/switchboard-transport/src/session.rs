@@ -154,10 +154,21 @@ impl SessionManager for CappedSessionManager {
         &self,
         id: SessionId,
     ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
-        // Restores come only from an external session store, which Switchboard does not
-        // configure; refusing keeps the cap from being bypassed by a crafted session id.
-        let _ = id;
-        Ok(RestoreOutcome::NotSupported)
+        // Restores come from sealed session ids (`crate::sealed`): another replica's session,
+        // or one of ours that idled out. They count against the cap like a new session.
+        let _serial = self.create.lock().await;
+        if self.inner.sessions.read().await.len() >= self.max_sessions {
+            tracing::warn!(
+                limit = self.max_sessions,
+                "refused to restore a session: limit reached"
+            );
+            return Err(SessionManagerError::LimitReached {
+                limit: self.max_sessions,
+            });
+        }
+        let restored = SessionManager::restore_session(&self.inner, id).await?;
+        self.publish_count().await;
+        Ok(restored)
     }
 
     fn event_store(&self) -> Option<Arc<dyn EventStore>> {

@@ -1,14 +1,15 @@
 //! Streamable HTTP hardening: the session cap, idle reaping of sessions that never send
-//! DELETE (rmcp issue #1244), and `Last-Event-ID` replay from the bounded event store.
+//! DELETE (rmcp issue #1244), sealed session ids that resume on any server holding the key,
+//! and `Last-Event-ID` replay from the bounded event store.
 //! Waits are on the session-count watch, never on sleeps.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use serde_json::{Value, json};
 use switchboard_fs::{FsConfig, FsServer, Limits};
 use switchboard_transport::{
-    HttpLimits, HttpRoutes, HttpServer, serve_http,
+    HttpLimits, HttpRoutes, HttpServer, SessionKeys, SessionSealer, serve_http,
     sse::{SseEvent, SseParser},
 };
 
@@ -130,18 +131,102 @@ async fn idle_sessions_without_delete_are_reaped() {
     );
     // No DELETE: the idle timeout alone must free every session and its map entry.
     wait_sessions(&server, 0).await;
-    let gone = post(
-        &http,
-        &url,
+    // The id is sealed: the server rebuilds the session from it instead of forgetting it.
+    let resumed = list_tools(&http, &url, &sessions[0]).await;
+    assert_eq!(
+        resumed.status(),
+        200,
+        "a reaped session resumes from its id"
+    );
+    assert!(
+        resumed
+            .text()
+            .await
+            .expect("body")
+            .contains("read_text_file")
+    );
+    wait_sessions(&server, 1).await;
+    // DELETE ends it for good: the same id is then unknown.
+    let deleted = http
+        .delete(&url)
+        .header("mcp-session-id", &sessions[0])
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let gone = list_tools(&http, &url, &sessions[0]).await;
+    assert_eq!(gone.status(), 404, "an ended session is unknown");
+    server.shutdown().await.expect("stop");
+}
+
+async fn list_tools(http: &reqwest::Client, url: &str, session: &str) -> reqwest::Response {
+    post(
+        http,
+        url,
         &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
     )
-    .header("mcp-session-id", &sessions[0])
+    .header("mcp-session-id", session)
     .header("mcp-protocol-version", "2025-11-25")
     .send()
     .await
-    .expect("POST");
-    assert_eq!(gone.status(), 404, "a reaped session is unknown");
-    server.shutdown().await.expect("stop");
+    .expect("POST")
+}
+
+fn sealer(keys: &[&str]) -> Arc<SessionSealer> {
+    Arc::new(SessionSealer::new(
+        SessionKeys::from_base64(keys).expect("keys"),
+        Duration::from_secs(3600),
+    ))
+}
+
+#[tokio::test]
+async fn a_session_continues_on_any_server_holding_its_key() {
+    // 32 bytes each, base64.
+    const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+    const KEY_B: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8";
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let with = |sealer| HttpLimits {
+        session_sealer: Some(sealer),
+        ..HttpLimits::default()
+    };
+    let first = start(tmp.path(), with(sealer(&[KEY_A]))).await;
+    let second = start(tmp.path(), with(sealer(&[KEY_A]))).await;
+    // Rotation: a server that seals with a new key still opens the old one's ids.
+    let rotated = start(tmp.path(), with(sealer(&[KEY_B, KEY_A]))).await;
+    let stranger = start(tmp.path(), with(sealer(&[KEY_B]))).await;
+    let url = |s: &HttpServer| format!("http://{}/mcp", s.local_addr);
+    let http = reqwest::Client::new();
+
+    let session = open_session(&http, &url(&first)).await.expect("session");
+    assert!(
+        session.len() > 40,
+        "a sealed token, not a bare uuid: {session}"
+    );
+    for server in [&second, &rotated, &first, &second] {
+        let answer = list_tools(&http, &url(server), &session).await;
+        assert_eq!(answer.status(), 200);
+        assert!(
+            answer
+                .text()
+                .await
+                .expect("body")
+                .contains("read_text_file")
+        );
+    }
+    wait_sessions(&second, 1).await;
+    wait_sessions(&rotated, 1).await;
+    let refused = list_tools(&http, &url(&stranger), &session).await;
+    assert_eq!(
+        refused.status(),
+        404,
+        "a server without the key cannot open it"
+    );
+    let forged = list_tools(&http, &url(&second), &format!("{session}A")).await;
+    assert_eq!(forged.status(), 404);
+    for server in [first, second, rotated, stranger] {
+        server.shutdown().await.expect("stop");
+    }
 }
 
 async fn sse_events(response: reqwest::Response) -> Vec<SseEvent> {

@@ -16,7 +16,7 @@
 //! When Redis cannot answer within `redis_timeout_ms`, `on_redis_error` decides: `open` lets
 //! the call through (a warning and the `failed_open` counter), `closed` refuses it.
 
-mod redis_store;
+pub(crate) mod redis_store;
 
 use std::{
     collections::HashMap,

@@ -86,6 +86,20 @@ impl RedisStore {
         Ok(manager)
     }
 
+    /// Runs `op` on a connection, bounded by `timeout` (connecting included): the cluster's
+    /// cache and events share this connection handling with the rate limits.
+    pub(crate) async fn run<T, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let connection = self.manager()?;
+        tokio::time::timeout(timeout, op(connection))
+            .await
+            .map_err(|_| StoreError::Timeout(timeout))?
+            .map_err(StoreError::from)
+    }
+
     /// Spends one cell of `key`'s bucket: `None` when the call conforms, else how long until
     /// it would.
     pub async fn gcra(

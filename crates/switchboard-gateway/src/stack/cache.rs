@@ -11,6 +11,10 @@
 //! same thing costs the upstream one call. Only successful results are stored: errors, results
 //! with `isError`, and `input_required`/task answers are returned but never kept.
 //!
+//! With `[cluster] shared_cache` the stored results also go to Redis ([`crate::cluster`]): a
+//! local miss asks Redis before the upstream, so a result computed on one replica serves the
+//! others until its TTL, which Redis keeps. Redis failures fall back to the upstream.
+//!
 //! Freshness is checked against tokio's clock (each entry remembers when it was stored), so the
 //! TTL follows `tokio::time::pause` in tests; moka's own TTL, on the wall clock, only reclaims
 //! the memory of entries nobody asks for again.
@@ -96,6 +100,9 @@ pub struct CacheStats {
     pub expirations: u64,
     /// Results dropped by `Gateway::invalidate_cache`.
     pub invalidations: u64,
+    /// Local misses answered from the cluster's shared cache (another replica's result).
+    #[serde(default)]
+    pub shared_hits: u64,
     /// Cacheable calls under way now (waiting on a stored result or on the upstream).
     pub in_flight: u64,
 }
@@ -107,6 +114,7 @@ struct Counters {
     evictions: AtomicU64,
     expirations: AtomicU64,
     invalidations: AtomicU64,
+    shared_hits: AtomicU64,
     in_flight: AtomicU64,
 }
 
@@ -133,6 +141,9 @@ enum Unstored {
 
 /// One upstream's result cache.
 pub struct ResultCache {
+    upstream: String,
+    /// The shared second tier, with `[cluster] shared_cache`.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     tools: GlobSet,
     ttl: Duration,
     shared: bool,
@@ -142,6 +153,15 @@ pub struct ResultCache {
 
 impl ResultCache {
     pub fn new(upstream: &str, config: &CacheConfig) -> Result<ResultCache, ConfigError> {
+        Self::with_cluster(upstream, config, None)
+    }
+
+    /// [`ResultCache::new`], sharing results through `cluster` when it shares caches.
+    pub fn with_cluster(
+        upstream: &str,
+        config: &CacheConfig,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Result<ResultCache, ConfigError> {
         let counters = Arc::new(Counters::default());
         let listener = counters.clone();
         let ttl = Duration::from_secs(config.ttl_secs);
@@ -159,6 +179,8 @@ impl ResultCache {
             })
             .build();
         Ok(ResultCache {
+            upstream: upstream.to_owned(),
+            cluster: cluster.filter(|c| c.shares_cache()),
             tools: compile_globs(upstream, "cache.tools", &config.tools)?,
             ttl,
             shared: config.shared,
@@ -191,8 +213,29 @@ impl ResultCache {
         }
     }
 
-    /// Drops every stored result of the tools matching `tool`; returns how many.
+    /// The key of `key`'s entry in the shared cache: the tool in clear (so invalidation can
+    /// match it), the rest hashed.
+    fn shared_key(&self, cluster: &crate::cluster::Cluster, key: &CacheKey) -> String {
+        let identity = key.identity.as_deref().unwrap_or("");
+        let digest = switchboard_audit::record::sha256_hex(&format!(
+            "{}\0{}\0{identity}",
+            key.tool, key.arguments
+        ));
+        cluster.cache_key(&self.upstream, &key.tool, &digest)
+    }
+
+    /// Drops every stored result of the tools matching `tool`, here and in the shared cache;
+    /// returns how many.
     pub async fn invalidate(&self, tool: &GlobMatcher) -> u64 {
+        let shared = match &self.cluster {
+            Some(cluster) => cluster.cache_invalidate(&self.upstream, tool).await,
+            None => 0,
+        };
+        self.invalidate_local(tool).await.max(shared)
+    }
+
+    /// Drops this replica's stored results of the tools matching `tool`; returns how many.
+    pub async fn invalidate_local(&self, tool: &GlobMatcher) -> u64 {
         let keys: Vec<Arc<CacheKey>> = self
             .cache
             .iter()
@@ -218,6 +261,7 @@ impl ResultCache {
             evictions: c.evictions.load(Ordering::Relaxed),
             expirations: c.expirations.load(Ordering::Relaxed),
             invalidations: c.invalidations.load(Ordering::Relaxed),
+            shared_hits: c.shared_hits.load(Ordering::Relaxed),
             in_flight: c.in_flight.load(Ordering::Relaxed),
         }
     }
@@ -239,13 +283,35 @@ impl ResultCache {
             self.counters.expirations.fetch_add(1, Ordering::Relaxed);
         }
         let ran = AtomicBool::new(false);
+        let shared_key = self
+            .cluster
+            .as_ref()
+            .map(|cluster| (cluster, self.shared_key(cluster, &key)));
         let outcome = self
             .cache
             .try_get_with(key, async {
                 ran.store(true, Ordering::Relaxed);
+                if let Some((cluster, shared_key)) = &shared_key
+                    && let Some((bytes, left)) = cluster.cache_get(shared_key).await
+                    && let Ok(result) = serde_json::from_slice::<CallToolResult>(&bytes)
+                {
+                    self.counters.shared_hits.fetch_add(1, Ordering::Relaxed);
+                    // Keep it here only for what is left of the TTL Redis counts.
+                    let now = tokio::time::Instant::now();
+                    let age = self.ttl.saturating_sub(left);
+                    return Ok(Entry {
+                        result: Arc::new(result),
+                        stored: now.checked_sub(age).unwrap_or(now),
+                    });
+                }
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
                 match inner.oneshot(call).await {
                     Ok(CallToolResponse::Complete(result)) if result.is_error != Some(true) => {
+                        if let Some((cluster, shared_key)) = &shared_key
+                            && let Ok(bytes) = serde_json::to_vec(&result)
+                        {
+                            cluster.cache_put(shared_key, bytes, self.ttl).await;
+                        }
                         Ok(Entry {
                             result: Arc::new(result),
                             stored: tokio::time::Instant::now(),
@@ -345,12 +411,24 @@ impl ResultCaches {
     pub fn new<'a>(
         upstreams: impl IntoIterator<Item = &'a UpstreamConfig>,
     ) -> Result<ResultCaches, ConfigError> {
+        Self::with_cluster(upstreams, None)
+    }
+
+    /// [`ResultCaches::new`], each sharing results through `cluster` (`[cluster]`).
+    pub fn with_cluster<'a>(
+        upstreams: impl IntoIterator<Item = &'a UpstreamConfig>,
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
+    ) -> Result<ResultCaches, ConfigError> {
         let mut by_upstream = HashMap::new();
         for upstream in upstreams {
             if let Some(config) = &upstream.cache {
                 by_upstream.insert(
                     upstream.name.clone(),
-                    Arc::new(ResultCache::new(&upstream.name, config)?),
+                    Arc::new(ResultCache::with_cluster(
+                        &upstream.name,
+                        config,
+                        cluster.cloned(),
+                    )?),
                 );
             }
         }

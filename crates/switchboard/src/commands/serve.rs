@@ -66,6 +66,10 @@ fn load_config(path: &std::path::Path, mcp_servers_json: bool) -> anyhow::Result
     }
 }
 
+/// The reload reason when another replica reloaded (`[cluster]`); such a reload is not
+/// announced again.
+const CLUSTER_RELOAD: &str = "another replica reloaded";
+
 /// Applies the configuration file's changes: on SIGHUP, and when its content changes (checked
 /// every `every`; `None`: SIGHUP only). A file that does not load changes nothing; the error is
 /// logged and the running configuration keeps serving.
@@ -109,9 +113,11 @@ async fn reload_on_change(
                 None => std::future::pending().await,
             }
         };
+        let asked = gateway.reload_requests();
         let reason = tokio::select! {
             reason = hup => reason,
             reason = changed => reason,
+            _ = asked.notified() => CLUSTER_RELOAD,
         };
         let result = match load_config(&path, mcp_servers_json) {
             Ok(config) => gateway.reload(config).await.map_err(anyhow::Error::from),
@@ -130,6 +136,14 @@ async fn reload_on_change(
                     summary.stopped
                 );
                 tracing::info!(path = %path.display(), reason, ?summary, "configuration reloaded");
+                // Every replica rereads its file now, not at its next check.
+                if reason != CLUSTER_RELOAD
+                    && let Some(cluster) = gateway.cluster()
+                {
+                    cluster
+                        .publish(switchboard_gateway::cluster::ClusterEvent::Reload)
+                        .await;
+                }
             }
             Err(err) => {
                 eprintln!(
@@ -140,6 +154,44 @@ async fn reload_on_change(
             }
         }
     }
+}
+
+/// Wires this replica into `[cluster]`: ended sessions are announced and honoured, and the
+/// other events go to the gateway.
+fn join_cluster(
+    cluster: &Arc<switchboard_gateway::cluster::Cluster>,
+    gateway: &Arc<Gateway>,
+    sealer: &Arc<switchboard_transport::SessionSealer>,
+    stats: &switchboard_transport::HttpStats,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use switchboard_gateway::cluster::ClusterEvent;
+    let announce = cluster.clone();
+    sealer.on_revoke(Arc::new(move |session: &str| {
+        let announce = announce.clone();
+        let event = ClusterEvent::SessionEnded {
+            session: session.to_owned(),
+        };
+        tokio::spawn(async move { announce.publish(event).await });
+    }));
+    let gateway = gateway.clone();
+    let sealer = sealer.clone();
+    let sessions = stats.sessions.clone();
+    let _events = cluster.subscribe(stop, move |event| match event {
+        ClusterEvent::SessionEnded { session } => {
+            sealer.revoke(&session);
+            if let Some(sessions) = sessions.clone() {
+                tokio::spawn(async move {
+                    use rmcp::transport::streamable_http_server::session::SessionManager;
+                    let _ = sessions.close_session(&Arc::from(session.as_str())).await;
+                });
+            }
+        }
+        other => {
+            let gateway = gateway.clone();
+            tokio::spawn(async move { gateway.apply_cluster_event(other).await });
+        }
+    });
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -179,6 +231,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("audit log: {}", auditor.location());
     }
     let otlp = config.observability.otlp.clone();
+    // `[sessions]`: keys read once, here; every request opens its session id with them.
+    let mut sealer = config.sessions.sealer().map_err(anyhow::Error::msg)?;
+    if authenticator.is_some() {
+        // A session continues only for the subject that opened it.
+        sealer = sealer.with_subject(Arc::new(|extensions: &axum::http::Extensions| {
+            extensions
+                .get::<Arc<switchboard_gateway::auth::Identity>>()
+                .map(|identity| identity.subject.clone())
+        }));
+    }
+    let sealer = Arc::new(sealer);
     let gateway = Arc::new(Gateway::with_audit(config, auditor.clone())?);
     let unreachable = gateway.start().await?;
     for (name, err) in &unreachable {
@@ -249,11 +312,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             None => status,
         };
         let wrap_auth = authenticator.clone();
+        let mut http_limits = args.http.http_limits();
+        http_limits.session_sealer = Some(sealer.clone());
         let http = switchboard_transport::serve_http_wrapped(
             move || Ok(server.clone()),
             args.http.listen,
             HttpRoutes::All,
-            &args.http.http_limits(),
+            &http_limits,
             status,
             move |router| {
                 // The dashboard's own requests (same origin) pass the Origin checks.
@@ -266,6 +331,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .await?;
         gateway.observer().attach_http(http.stats.clone());
+        if let Some(cluster) = gateway.cluster() {
+            join_cluster(
+                cluster,
+                &gateway,
+                &sealer,
+                &http.stats,
+                http.cancellation_token(),
+            );
+            eprintln!(
+                "cluster: replica {} (Redis events and shared cache)",
+                cluster.node()
+            );
+        }
+        if sealer.is_ephemeral() {
+            eprintln!(
+                "sessions: sealed with a key made at start; they resume on this process only \
+                 (set [sessions] keys_env to share them between replicas)"
+            );
+        }
         eprintln!("listening on http://{}/mcp", http.local_addr);
         eprintln!("listening on http://{}/sse", http.local_addr);
         print_banner(

@@ -122,6 +122,7 @@ impl HttpArgs {
             sse_max_connections: self.sse_max_connections,
             sse_queue_len: self.sse_queue_len,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
+            session_sealer: None,
         }
     }
 }
