@@ -5,7 +5,9 @@
 //! Proves, on loopback: the session continues on every replica; the global rate limit is
 //! exact across them; a result computed on one replica is served from the shared cache by
 //! another; every call has exactly one audit row; a session ended on one replica is refused by
-//! the others.
+//! the others. And, with `kill -9` of one replica under load: clients retry onto the others,
+//! and no acknowledged call lacks its audit record once the killed replica is back (its
+//! journal ships what it had acknowledged).
 //!
 //! Needs PostgreSQL (`SWITCHBOARD_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`) and Redis (`REDIS_URL`, default
@@ -14,6 +16,11 @@
 mod common;
 
 use std::time::Duration;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, Executor};
@@ -341,6 +348,232 @@ key_prefix = "sbtest:{run}:"
     drop(replicas);
     admin
         .execute(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .await
+        .expect("drop schema");
+}
+
+struct Pg {
+    admin: sqlx::PgConnection,
+    schema: String,
+    audit_url: String,
+}
+
+async fn pg_schema(prefix: &str) -> Pg {
+    let pg = std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").unwrap_or_else(|_| PG_DEFAULT.into());
+    let mut admin = sqlx::PgConnection::connect(&pg).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {pg} ({e}); start it (e.g. `.ci/services`) or set \
+             SWITCHBOARD_TEST_POSTGRES_URL"
+        )
+    });
+    let schema = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .await
+        .expect("create schema");
+    let audit_url = with_param(&pg, &format!("options=-c%20search_path%3D{schema}"));
+    Pg {
+        admin,
+        schema,
+        audit_url,
+    }
+}
+
+async fn start_replica(
+    config: &str,
+    data: &std::path::Path,
+    cwd: &std::path::Path,
+) -> common::Listening {
+    let data = data.to_str().expect("utf-8 path").to_owned();
+    common::spawn_listening_with(
+        &[
+            "serve",
+            "--config",
+            config,
+            "--data-dir",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        cwd,
+        |command| {
+            command.env("SB_REPLICA_TEST_KEY", SESSION_KEY);
+        },
+    )
+    .await
+}
+
+/// Opens a session-era session on `mcp`; returns its id.
+async fn open_session(http: &reqwest::Client, mcp: &str) -> String {
+    let init = post(
+        http,
+        mcp,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "replica-kill-test", "version": "0"}}}),
+    )
+    .send()
+    .await
+    .expect("initialize");
+    let session = init
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    let _ = answer(init).await;
+    let ack = post(
+        http,
+        mcp,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .send()
+    .await
+    .expect("initialized");
+    assert_eq!(ack.status(), 202);
+    session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_a_replica_under_load_loses_no_acknowledged_record() {
+    const CLIENTS: usize = 6;
+    const CALLS: usize = 30;
+    /// Acknowledged calls before replica 1 is killed.
+    const KILL_AFTER: usize = 40;
+    let mut pg = pg_schema("sb_replica_kill").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[upstream]]
+name = "echo"
+builtin = {{ server = "echo" }}
+
+[audit]
+store = "postgres"
+url = "{}"
+
+[sessions]
+keys_env = ["SB_REPLICA_TEST_KEY"]
+"#,
+            pg.audit_url
+        ),
+    )
+    .expect("config");
+    let config = config.to_str().expect("utf-8 path").to_owned();
+    let mut replicas = Vec::new();
+    for i in 0..3 {
+        replicas
+            .push(start_replica(&config, &dir.path().join(format!("data{i}")), dir.path()).await);
+    }
+    let urls: Arc<Vec<String>> = Arc::new(replicas.iter().map(|r| r.mcp.clone()).collect());
+    let acked_count = Arc::new(AtomicUsize::new(0));
+    let kill_now = Arc::new(tokio::sync::Notify::new());
+
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let urls = urls.clone();
+        let acked_count = acked_count.clone();
+        let kill_now = kill_now.clone();
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let session = open_session(&http, &urls[c % 3]).await;
+            // (message, whether it needed a retry)
+            let mut acked = Vec::new();
+            for k in 0..CALLS {
+                let message = format!("c{c}-{k}");
+                let mut retried = false;
+                let mut replica = (c + k) % 3;
+                let reply = loop {
+                    let sent = post(
+                        &http,
+                        &urls[replica],
+                        Some(&session),
+                        json!({"jsonrpc": "2.0", "id": k + 10, "method": "tools/call",
+                               "params": {"name": "echo__echo", "arguments": {"message": message}}}),
+                    )
+                    .send()
+                    .await;
+                    match sent {
+                        Ok(response) if response.status().is_success() => {
+                            match response.text().await {
+                                Ok(text) => break text,
+                                // The replica died mid-answer: not acknowledged, retry.
+                                Err(_) => {}
+                            }
+                        }
+                        // Refused or reset: the client's retry policy moves to the next replica.
+                        _ => {}
+                    }
+                    assert!(!retried || replica != (c + k) % 3, "no replica answered {message}");
+                    retried = true;
+                    replica = (replica + 1) % 3;
+                };
+                assert!(reply.contains(&message), "{reply}");
+                acked.push((message, retried));
+                if acked_count.fetch_add(1, Ordering::SeqCst) + 1 == KILL_AFTER {
+                    kill_now.notify_one();
+                }
+            }
+            acked
+        }));
+    }
+    kill_now.notified().await;
+    replicas[1].child.start_kill().expect("kill -9 replica 1");
+    let _ = replicas[1].child.wait().await;
+
+    let mut acked = Vec::new();
+    for client in clients {
+        acked.extend(client.await.expect("client"));
+    }
+    assert_eq!(
+        acked.len(),
+        CLIENTS * CALLS,
+        "every call was acknowledged by some replica"
+    );
+
+    // The killed replica comes back on its data directory (as a restarted pod would) and
+    // ships what its journal holds.
+    replicas[1] = start_replica(&config, &dir.path().join("data1"), dir.path()).await;
+    let query = format!("SELECT arguments FROM {}.audit_log", pg.schema);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let counts = loop {
+        let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(query.clone()))
+            .fetch_all(&mut pg.admin)
+            .await
+            .unwrap_or_default();
+        let mut counts = std::collections::HashMap::<String, usize>::new();
+        for row in rows {
+            if let Some(m) = serde_json::from_str::<Value>(&row)
+                .ok()
+                .and_then(|a| a["message"].as_str().map(str::to_owned))
+            {
+                *counts.entry(m).or_default() += 1;
+            }
+        }
+        let missing = acked
+            .iter()
+            .filter(|(m, _)| !counts.contains_key(m))
+            .count();
+        if missing == 0 || tokio::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (message, retried) in &acked {
+        let n = counts.get(message).copied().unwrap_or(0);
+        assert!(n >= 1, "acknowledged call {message} has no audit record");
+        if !retried {
+            assert_eq!(n, 1, "call {message} (sent once) has {n} records");
+        }
+    }
+    drop(replicas);
+    pg.admin
+        .execute(AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", pg.schema)))
         .await
         .expect("drop schema");
 }
