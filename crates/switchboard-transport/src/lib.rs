@@ -12,6 +12,7 @@
 //! 2026-07-28 requests without a session, and `initialize` from 2025-11-25-and-older clients
 //! starts a session.
 
+mod coalesce;
 pub mod guard;
 mod http;
 pub mod legacy_sse;

@@ -503,10 +503,15 @@ pub async fn seal_session_ids(
             }
         },
     };
+    let is_post = request.method() == axum::http::Method::POST;
     let mut response = next.run(request).await;
     if held.is_some() {
         // The session existed; rmcp names it only in answers to `initialize`.
-        return response;
+        return if is_post {
+            crate::coalesce::coalesce_event_stream(response).await
+        } else {
+            response
+        };
     }
     let Some(sid) = response
         .headers()
