@@ -51,7 +51,13 @@ pub struct CappedSessionManager {
     /// Serialises the check-then-create in `create_session`, so the cap is exact.
     create: tokio::sync::Mutex<()>,
     count: watch::Sender<usize>,
+    /// Most sessions open since memory was last handed back to the operating system.
+    peak_since_trim: std::sync::atomic::AtomicUsize,
 }
+
+/// Sessions closed since the peak after which freed memory is handed back to the operating
+/// system: at ~50 KiB of rmcp state per session, 256 sessions are ~13 MiB.
+const TRIM_AFTER_CLOSED: usize = 256;
 
 impl CappedSessionManager {
     /// Wraps `inner`, allowing at most `max_sessions` sessions at once.
@@ -61,6 +67,7 @@ impl CappedSessionManager {
             max_sessions,
             create: tokio::sync::Mutex::new(()),
             count: watch::Sender::new(0),
+            peak_since_trim: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -76,8 +83,29 @@ impl CappedSessionManager {
     }
 
     async fn publish_count(&self) {
+        use std::sync::atomic::Ordering;
         let n = self.inner.sessions.read().await.len();
         self.count.send_replace(n);
+        let peak = self.peak_since_trim.fetch_max(n, Ordering::Relaxed).max(n);
+        if peak - n >= TRIM_AFTER_CLOSED
+            && self
+                .peak_since_trim
+                .compare_exchange(peak, n, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // glibc keeps freed memory in its heaps, so after a burst of sessions ends (idle
+            // expiry of thousands at once) the process would stay at its peak RSS forever.
+            tokio::task::spawn_blocking(release_free_memory);
+        }
+    }
+}
+
+/// Hands memory the allocator holds but does not use back to the operating system.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
