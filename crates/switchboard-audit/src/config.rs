@@ -17,6 +17,10 @@ use crate::error::AuditError;
 pub const MAX_BATCH_LIMIT: usize = 1000;
 /// The largest `max_batch_delay_ms`: every caller in a batch waits for it.
 pub const MAX_BATCH_DELAY_LIMIT_MS: u64 = 1000;
+/// The default `journal_max_bytes`: 1 GiB of records not yet shipped to the store.
+pub const DEFAULT_JOURNAL_MAX_BYTES: u64 = 1 << 30;
+/// The smallest `journal_max_bytes`: room for a few batches of large records.
+pub const MIN_JOURNAL_MAX_BYTES: u64 = 1 << 20;
 
 /// Which database holds the audit log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -52,7 +56,8 @@ pub struct AuditConfig {
     /// forever. Default 90.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
-    /// Most records committed in one transaction. Default 256, at most 1000.
+    /// Most records in one batch: one journal write, one store transaction. Default 256, at
+    /// most 1000.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
     /// How long the writer waits for more records before committing a batch that is not full,
@@ -70,13 +75,27 @@ pub struct AuditConfig {
     /// Longer error messages are cut. Default 4096.
     #[serde(default = "default_max_error_bytes")]
     pub max_error_bytes: usize,
-    /// SQLite: what a committed record survives before its call is answered. `"fsync"`
-    /// (default): each batch is fsynced, so it survives a power loss. `"process"`: it survives
-    /// the gateway's crash or `kill -9` (it is in the operating system's hands, in the WAL), but
-    /// the last batches before a power loss or kernel crash can be lost; several times the
-    /// throughput. PostgreSQL follows the server's `synchronous_commit`.
+    /// What a record survives before its call is answered. `"fsync"` (default): each batch
+    /// is fsynced (the journal's write; without the journal, SQLite's commit), so it survives
+    /// a power loss. `"process"`: it survives the gateway's crash or `kill -9` (it is in the
+    /// operating system's hands), but the last batches before a power loss or kernel crash
+    /// can be lost. It also sets SQLite's own commits (`synchronous = FULL` or `NORMAL`);
+    /// PostgreSQL follows the server's `synchronous_commit`.
     #[serde(default)]
     pub durability: Durability,
+    /// Append each record to a local journal (one write, plus an fsync with `durability =
+    /// "fsync"`, per batch) and answer the call then; a background shipper copies the
+    /// journal into the store. Calls keep being answered while the store is down. Default
+    /// true. With false, each batch is committed to the store before its calls are answered.
+    #[serde(default = "default_enabled")]
+    pub journal: bool,
+    /// Where the journal lives. Default `<data dir>/audit-journal`.
+    #[serde(default)]
+    pub journal_dir: Option<PathBuf>,
+    /// Most bytes of records journaled but not yet shipped to the store; beyond it calls fail
+    /// with `audit_unavailable`. Default 1 GiB, at least 1 MiB.
+    #[serde(default = "default_journal_max_bytes")]
+    pub journal_max_bytes: u64,
 }
 
 /// See [`AuditConfig::durability`].
@@ -106,6 +125,9 @@ fn default_max_arguments_bytes() -> usize {
 fn default_max_error_bytes() -> usize {
     4096
 }
+fn default_journal_max_bytes() -> u64 {
+    DEFAULT_JOURNAL_MAX_BYTES
+}
 
 impl Default for AuditConfig {
     fn default() -> Self {
@@ -122,6 +144,9 @@ impl Default for AuditConfig {
             max_arguments_bytes: default_max_arguments_bytes(),
             max_error_bytes: default_max_error_bytes(),
             durability: Durability::default(),
+            journal: true,
+            journal_dir: None,
+            journal_max_bytes: DEFAULT_JOURNAL_MAX_BYTES,
         }
     }
 }
@@ -145,6 +170,9 @@ impl fmt::Debug for AuditConfig {
             .field("max_queue", &self.max_queue)
             .field("max_arguments_bytes", &self.max_arguments_bytes)
             .field("max_error_bytes", &self.max_error_bytes)
+            .field("journal", &self.journal)
+            .field("journal_dir", &self.journal_dir)
+            .field("journal_max_bytes", &self.journal_max_bytes)
             .finish()
     }
 }
@@ -210,8 +238,29 @@ impl AuditConfig {
         if self.max_error_bytes == 0 {
             return invalid("max_error_bytes must be at least 1".into());
         }
+        if self.journal_max_bytes < MIN_JOURNAL_MAX_BYTES {
+            return invalid(format!(
+                "journal_max_bytes must be at least {MIN_JOURNAL_MAX_BYTES} (1 MiB)"
+            ));
+        }
+        if self
+            .journal_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return invalid("journal_dir must not be empty".into());
+        }
         crate::record::Redactor::new(&self.redact_keys, &self.redact_tools)?;
         self.location(Path::new(".")).map(|_| ())
+    }
+
+    /// The journal's directory (default under `data_dir`); `None` when `journal = false`.
+    pub fn journal_dir(&self, data_dir: &Path) -> Option<PathBuf> {
+        self.journal.then(|| {
+            self.journal_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("audit-journal"))
+        })
     }
 
     /// Where this configuration's log is, with SQLite's default under `data_dir`.
@@ -260,6 +309,29 @@ mod tests {
             Location::Sqlite(PathBuf::from("/d/audit.db"))
         );
         assert_eq!(config.retention_days, 90);
+        assert_eq!(
+            config.journal_dir(Path::new("/d")),
+            Some(PathBuf::from("/d/audit-journal"))
+        );
+        assert_eq!(config.journal_max_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn journal_settings_are_checked() {
+        let off = parse(r#"{"journal": false}"#).expect("off");
+        assert_eq!(off.journal_dir(Path::new("/d")), None);
+        let custom = parse(r#"{"journal_dir": "j", "journal_max_bytes": 2097152}"#).expect("dir");
+        assert_eq!(
+            custom.journal_dir(Path::new("/d")),
+            Some(PathBuf::from("j"))
+        );
+        let small = parse(r#"{"journal_max_bytes": 1000}"#).expect_err("too small");
+        assert!(
+            small.contains("journal_max_bytes must be at least"),
+            "{small}"
+        );
+        assert!(parse(r#"{"journal_dir": ""}"#).is_err());
+        assert!(parse(r#"{"journal": "yes"}"#).is_err());
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
+    /// The local journal cannot take or give back records (full, damaged, a record too
+    /// large, every slot in use).
+    #[error("{0}")]
+    Journal(String),
     /// The batch holding this record failed to commit; the call must not be acknowledged.
     #[error("the audit record could not be committed: {0}")]
     NotCommitted(String),

@@ -6,16 +6,21 @@
 //! prunes the same store directly.
 //!
 //! - [`record`]: the record, canonical JSON, the arguments' SHA-256, redaction.
-//! - [`writer`]: [`Auditor`], the group-committing writer; a call's record is committed before
+//! - [`writer`]: [`Auditor`], the group-committing writer; a call's record is durable before
 //!   its response is released ("no acknowledged call lacks a record").
+//! - [`journal`]: the local append-only journal a record is written to first (default), so
+//!   calls are answered while the store is slow or down.
+//! - [`shipper`]: copies the journal into the store, idempotently (unique record ids).
 //! - [`store`]: the table on SQLite (WAL, `synchronous = FULL`) or PostgreSQL.
 //! - [`query`]: filters and the shared time syntax (`1h`, `30d`, RFC 3339).
 //! - [`config`]: the `[audit]` section.
 
 pub mod config;
 pub mod error;
+pub mod journal;
 pub mod query;
 pub mod record;
+pub mod shipper;
 pub mod store;
 pub mod writer;
 
@@ -23,5 +28,6 @@ pub use config::{AuditConfig, Durability, Location, StoreKind};
 pub use error::AuditError;
 pub use query::Filter;
 pub use record::{AuditRecord, CallRecord, Decision, Outcome};
+pub use shipper::ship_leftovers;
 pub use store::Store;
-pub use writer::Auditor;
+pub use writer::{Auditor, Backlog};

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::{error::AuditError, record::Decision};
+use crate::{
+    error::AuditError,
+    record::{AuditRecord, Decision},
+};
 
 /// Records a query returns when no limit is given.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -33,6 +36,53 @@ impl Filter {
     pub fn limit(&self) -> u32 {
         self.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)
     }
+
+    /// Whether `record` matches, as the store's query would decide it (the limit aside): for
+    /// records still in the journal.
+    pub fn matches(&self, record: &AuditRecord) -> bool {
+        self.since.is_none_or(|since| record.time >= since)
+            && self.until.is_none_or(|until| record.time < until)
+            && self
+                .tool
+                .as_deref()
+                .is_none_or(|glob| glob_matches(glob, &record.tool))
+            && self
+                .identity
+                .as_deref()
+                .is_none_or(|glob| glob_matches(glob, &record.identity))
+            && self.decision.is_none_or(|d| d == record.decision)
+    }
+}
+
+/// Our glob: `*` any run of characters, `?` one character, everything else literal and
+/// case-sensitive (what SQLite's `GLOB` and the `LIKE` pattern in the store do).
+pub fn glob_matches(glob: &str, text: &str) -> bool {
+    let glob: Vec<char> = glob.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    // Iterative matching with one backtrack point (the last `*`): linear in practice.
+    let (mut g, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match glob.get(g) {
+            Some('*') => {
+                star = Some((g, t));
+                g += 1;
+            }
+            Some(&c) if c == '?' || c == text[t] => {
+                g += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sg, st)) => {
+                    g = sg + 1;
+                    t = st + 1;
+                    star = Some((sg, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    glob[g..].iter().all(|c| *c == '*')
 }
 
 /// A duration such as `90s`, `15m`, `1h`, `7d` or `2w` (one number, one unit).
@@ -85,6 +135,19 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Audit
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs_match_like_the_store() {
+        assert!(glob_matches("crm__*", "crm__create_customer"));
+        assert!(!glob_matches("crm__*", "fs__read"));
+        assert!(glob_matches("a?c", "abc"));
+        assert!(!glob_matches("a?c", "ac"));
+        assert!(glob_matches("*", ""));
+        assert!(glob_matches("*x*y", "axbxy"));
+        assert!(!glob_matches("Alice", "alice"));
+        assert!(glob_matches("a[1]", "a[1]"));
+        assert!(glob_matches("50%_*", "50%_off"));
+    }
 
     #[test]
     fn durations_and_times_parse() {

@@ -7,6 +7,13 @@
 //!
 //! Times are stored as UTC milliseconds since the epoch (`ts_ms`), the same on both engines
 //! and ordered as numbers. Arguments are stored as canonical JSON text.
+//!
+//! Every record carries a random `record_id` under a unique index, and inserts skip a record
+//! whose id is already stored (`ON CONFLICT (record_id) DO NOTHING`): the journal's shipper
+//! may send a batch twice (a crash between the commit and its checkpoint, a commit whose
+//! answer was lost with the connection), and the second copy must not become a second row.
+//! Tables made before the column existed get it at open (`ALTER TABLE … ADD COLUMN`); their
+//! old rows keep a NULL id, which the unique index allows any number of.
 
 use std::{str::FromStr, time::Duration};
 
@@ -51,7 +58,8 @@ const SQLITE_SCHEMA: &[&str] = &[
         decision TEXT NOT NULL,
         outcome TEXT NOT NULL,
         latency_ms INTEGER NOT NULL,
-        error TEXT
+        error TEXT,
+        record_id TEXT
     )",
     "CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts_ms)",
 ];
@@ -70,13 +78,89 @@ const POSTGRES_SCHEMA: &[&str] = &[
         decision TEXT NOT NULL,
         outcome TEXT NOT NULL,
         latency_ms BIGINT NOT NULL,
-        error TEXT
+        error TEXT,
+        record_id TEXT
     )",
     "CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts_ms)",
 ];
 
+/// After the column exists, on both engines.
+const RECORD_ID_INDEX: &str =
+    "CREATE UNIQUE INDEX IF NOT EXISTS audit_log_record_id ON audit_log (record_id)";
+
 const COLUMNS: &str = "ts_ms, identity, client, tool, upstream, upstream_tool, \
     arguments_sha256, arguments, decision, outcome, latency_ms, error";
+/// What an insert writes: [`COLUMNS`] and the record's id.
+const INSERT_COLUMNS: &str = "ts_ms, identity, client, tool, upstream, upstream_tool, \
+    arguments_sha256, arguments, decision, outcome, latency_ms, error, record_id";
+
+/// A record as it is inserted (and as the journal holds it): the stored text of each column,
+/// and the record's unique id.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct NewRow {
+    pub record_id: String,
+    pub ts_ms: i64,
+    pub identity: String,
+    pub client: Option<String>,
+    pub tool: String,
+    pub upstream: Option<String>,
+    pub upstream_tool: Option<String>,
+    pub arguments_sha256: String,
+    /// Canonical JSON text.
+    pub arguments: String,
+    pub decision: Decision,
+    pub outcome: Outcome,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+}
+
+impl NewRow {
+    /// `record` with a fresh id.
+    pub(crate) fn from_record(record: &AuditRecord) -> NewRow {
+        NewRow {
+            record_id: new_record_id(),
+            ts_ms: record.time.timestamp_millis(),
+            identity: record.identity.clone(),
+            client: record.client.clone(),
+            tool: record.tool.clone(),
+            upstream: record.upstream.clone(),
+            upstream_tool: record.upstream_tool.clone(),
+            arguments_sha256: record.arguments_sha256.clone(),
+            arguments: canonical_json(&record.arguments),
+            decision: record.decision,
+            outcome: record.outcome,
+            latency_ms: record.latency_ms,
+            error: record.error.clone(),
+        }
+    }
+
+    /// The record as a query returns it (no store id yet).
+    pub(crate) fn to_record(&self) -> Result<AuditRecord, AuditError> {
+        Ok(AuditRecord {
+            id: None,
+            time: DateTime::from_timestamp_millis(self.ts_ms).ok_or_else(|| {
+                AuditError::Invalid(format!("journal record: bad ts_ms {}", self.ts_ms))
+            })?,
+            identity: self.identity.clone(),
+            client: self.client.clone(),
+            tool: self.tool.clone(),
+            upstream: self.upstream.clone(),
+            upstream_tool: self.upstream_tool.clone(),
+            arguments_sha256: self.arguments_sha256.clone(),
+            arguments: serde_json::from_str(&self.arguments)
+                .unwrap_or_else(|_| serde_json::Value::String(self.arguments.clone())),
+            decision: self.decision,
+            outcome: self.outcome,
+            latency_ms: self.latency_ms,
+            error: self.error.clone(),
+        })
+    }
+}
+
+/// A random 128-bit id as 32 hex digits: unique without coordination between gateways.
+pub(crate) fn new_record_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
 
 /// An open audit log. Pools are reference-counted, so cloning is cheap.
 #[derive(Clone, Debug)]
@@ -106,6 +190,7 @@ struct Row {
     outcome: String,
     latency_ms: i64,
     error: Option<String>,
+    record_id: Option<String>,
 }
 
 impl TryFrom<Row> for AuditRecord {
@@ -213,34 +298,56 @@ impl Store {
                 for statement in SQLITE_SCHEMA {
                     write.execute(*statement).await?;
                 }
+                let has_record_id: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM pragma_table_info('audit_log') WHERE name = 'record_id'",
+                )
+                .fetch_optional(write)
+                .await?;
+                if has_record_id.is_none() {
+                    write
+                        .execute("ALTER TABLE audit_log ADD COLUMN record_id TEXT")
+                        .await?;
+                }
+                write.execute(RECORD_ID_INDEX).await?;
             }
             Store::Postgres(pool) => {
                 for statement in POSTGRES_SCHEMA {
                     pool.execute(*statement).await?;
                 }
+                // Checked first: ALTER TABLE locks the table exclusively even when the
+                // column exists. `to_regclass` resolves the name as the statements do.
+                let has_record_id: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('audit_log') \
+                     AND attname = 'record_id' AND NOT attisdropped",
+                )
+                .fetch_optional(pool)
+                .await?;
+                if has_record_id.is_none() {
+                    pool.execute("ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS record_id TEXT")
+                        .await?;
+                }
+                pool.execute(RECORD_ID_INDEX).await?;
             }
         }
         Ok(())
     }
 
-    /// Writes `records` in one statement; returns once they are committed.
+    /// Writes `records` in one statement, each under a fresh record id; returns once they are
+    /// committed.
     pub async fn insert(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
-        let rows: Vec<(&AuditRecord, String)> = records
-            .iter()
-            .map(|r| (r, canonical_json(&r.arguments)))
-            .collect();
+        let rows: Vec<NewRow> = records.iter().map(NewRow::from_record).collect();
         if rows.is_empty() {
             return Ok(());
         }
         match self {
             Store::Sqlite { write, .. } => {
-                insert_query::<sqlx::Sqlite, _>(&rows)
+                insert_query::<sqlx::Sqlite>(&rows)
                     .build()
                     .execute(write)
                     .await?;
             }
             Store::Postgres(pool) => {
-                insert_query::<sqlx::Postgres, _>(&rows)
+                insert_query::<sqlx::Postgres>(&rows)
                     .build()
                     .execute(pool)
                     .await?;
@@ -266,6 +373,20 @@ impl Store {
 
     /// The records matching `filter`, newest first.
     pub async fn query(&self, filter: &Filter) -> Result<Vec<AuditRecord>, AuditError> {
+        Ok(self
+            .query_with_ids(filter)
+            .await?
+            .into_iter()
+            .map(|(record, _)| record)
+            .collect())
+    }
+
+    /// [`Store::query`], each record with its `record_id` (NULL for rows from before the
+    /// column), so records read from the journal can be told apart from shipped ones.
+    pub(crate) async fn query_with_ids(
+        &self,
+        filter: &Filter,
+    ) -> Result<Vec<(AuditRecord, Option<String>)>, AuditError> {
         let rows: Vec<Row> = match self {
             Store::Sqlite { read, .. } => {
                 let mut query = select_query::<sqlx::Sqlite>(Dialect::Sqlite, filter);
@@ -276,7 +397,12 @@ impl Store {
                 query.build_query_as().fetch_all(pool).await?
             }
         };
-        rows.into_iter().map(AuditRecord::try_from).collect()
+        rows.into_iter()
+            .map(|mut row| {
+                let id = row.record_id.take();
+                AuditRecord::try_from(row).map(|record| (record, id))
+            })
+            .collect()
     }
 
     /// Deletes up to `chunk` records older than `before`; returns how many.
@@ -329,24 +455,21 @@ pub(crate) enum WriterConnection {
 }
 
 impl WriterConnection {
-    /// Writes `rows` (each record with its arguments as canonical JSON text) in one
-    /// statement; returns once they are committed.
-    pub(crate) async fn insert_rows(
-        &mut self,
-        rows: &[(AuditRecord, String)],
-    ) -> Result<(), AuditError> {
+    /// Writes `rows` in one statement, skipping any whose record id is already stored;
+    /// returns once they are committed.
+    pub(crate) async fn insert_rows(&mut self, rows: &[NewRow]) -> Result<(), AuditError> {
         if rows.is_empty() {
             return Ok(());
         }
         match self {
             WriterConnection::Sqlite(conn) => {
-                insert_query::<sqlx::Sqlite, _>(rows)
+                insert_query::<sqlx::Sqlite>(rows)
                     .build()
                     .execute(&mut *conn)
                     .await?;
             }
             WriterConnection::Postgres(conn) => {
-                insert_query::<sqlx::Postgres, _>(rows)
+                insert_query::<sqlx::Postgres>(rows)
                     .build()
                     .execute(&mut *conn)
                     .await?;
@@ -393,7 +516,7 @@ enum Dialect {
     Postgres,
 }
 
-fn insert_query<DB, R: std::borrow::Borrow<AuditRecord>>(rows: &[(R, String)]) -> QueryBuilder<DB>
+fn insert_query<DB>(rows: &[NewRow]) -> QueryBuilder<DB>
 where
     DB: Database,
     DB::Arguments: Default,
@@ -401,22 +524,24 @@ where
     String: for<'t> Encode<'t, DB> + Type<DB>,
     Option<String>: for<'t> Encode<'t, DB> + Type<DB>,
 {
-    let mut query = QueryBuilder::new(format!("INSERT INTO audit_log ({COLUMNS}) "));
-    query.push_values(rows, |mut row, (record, arguments_json)| {
-        let record: &AuditRecord = record.borrow();
-        row.push_bind(record.time.timestamp_millis())
+    let mut query = QueryBuilder::new(format!("INSERT INTO audit_log ({INSERT_COLUMNS}) "));
+    query.push_values(rows, |mut row, record| {
+        row.push_bind(record.ts_ms)
             .push_bind(record.identity.clone())
             .push_bind(record.client.clone())
             .push_bind(record.tool.clone())
             .push_bind(record.upstream.clone())
             .push_bind(record.upstream_tool.clone())
             .push_bind(record.arguments_sha256.clone())
-            .push_bind(arguments_json.clone())
+            .push_bind(record.arguments.clone())
             .push_bind(record.decision.as_str().to_string())
             .push_bind(record.outcome.as_str().to_string())
             .push_bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))
-            .push_bind(record.error.clone());
+            .push_bind(record.error.clone())
+            .push_bind(record.record_id.clone());
     });
+    // Both engines: the unique index on record_id is the conflict target.
+    query.push(" ON CONFLICT (record_id) DO NOTHING");
     query
 }
 
@@ -427,7 +552,9 @@ where
     i64: for<'t> Encode<'t, DB> + Type<DB>,
     String: for<'t> Encode<'t, DB> + Type<DB>,
 {
-    let mut query = QueryBuilder::new(format!("SELECT id, {COLUMNS} FROM audit_log WHERE 1 = 1"));
+    let mut query = QueryBuilder::new(format!(
+        "SELECT id, {COLUMNS}, record_id FROM audit_log WHERE 1 = 1"
+    ));
     if let Some(since) = filter.since {
         query
             .push(" AND ts_ms >= ")
@@ -510,6 +637,131 @@ fn like_pattern(glob: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::arguments_sha256;
+
+    /// The table as it was before `record_id` (both engines took this shape).
+    const OLD_TABLE: &str = "CREATE TABLE audit_log (
+        id {ID} PRIMARY KEY, ts_ms BIGINT NOT NULL, identity TEXT NOT NULL, client TEXT,
+        tool TEXT NOT NULL, upstream TEXT, upstream_tool TEXT, arguments_sha256 TEXT NOT NULL,
+        arguments TEXT NOT NULL, decision TEXT NOT NULL, outcome TEXT NOT NULL,
+        latency_ms BIGINT NOT NULL, error TEXT)";
+    const OLD_ROW: &str = "INSERT INTO audit_log (ts_ms, identity, tool, arguments_sha256, \
+        arguments, decision, outcome, latency_ms) VALUES (1, 'old', 't', 'h', '{}', 'allowed', 'ok', 0)";
+
+    fn record(tool: &str) -> AuditRecord {
+        AuditRecord {
+            id: None,
+            time: Utc::now(),
+            identity: "alice".into(),
+            client: None,
+            tool: tool.into(),
+            upstream: None,
+            upstream_tool: None,
+            arguments_sha256: arguments_sha256(None),
+            arguments: serde_json::json!({}),
+            decision: Decision::Allowed,
+            outcome: Outcome::Ok,
+            latency_ms: 0,
+            error: None,
+        }
+    }
+
+    /// On a table migrated at open: the old row reads, a record inserted twice (a replayed
+    /// batch) is stored once, new records go in.
+    async fn check_migrated(store: &Store) {
+        let all = Filter {
+            limit: Some(100),
+            ..Filter::default()
+        };
+        let before = store.query_with_ids(&all).await.expect("query");
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].0.identity, "old");
+        assert_eq!(before[0].1, None);
+        let row = NewRow::from_record(&record("new"));
+        let mut connection = store.writer_connection().await.expect("connection");
+        connection
+            .insert_rows(std::slice::from_ref(&row))
+            .await
+            .expect("insert");
+        connection
+            .insert_rows(&[row.clone(), NewRow::from_record(&record("other"))])
+            .await
+            .expect("replay");
+        connection.close().await;
+        let after = store.query_with_ids(&all).await.expect("query");
+        let mut tools: Vec<&str> = after.iter().map(|(r, _)| r.tool.as_str()).collect();
+        tools.sort_unstable();
+        assert_eq!(tools, vec!["new", "other", "t"]);
+        assert!(
+            after
+                .iter()
+                .any(|(_, id)| id.as_deref() == Some(&row.record_id))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_sqlite_table_from_before_record_ids_is_migrated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.db");
+        let mut old = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .expect("old db");
+        old.execute(sqlx::AssertSqlSafe(OLD_TABLE.replace("{ID}", "INTEGER")))
+            .await
+            .expect("old table");
+        old.execute(OLD_ROW).await.expect("old row");
+        old.close().await.expect("close");
+        let store = Store::open(&Location::Sqlite(path)).await.expect("open");
+        check_migrated(&store).await;
+        // Opening again finds the column and the index in place.
+        store.close().await;
+        let store = Store::open(&Location::Sqlite(dir.path().join("audit.db")))
+            .await
+            .expect("reopen");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_postgres_table_from_before_record_ids_is_migrated() {
+        let base = std::env::var("SWITCHBOARD_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let mut admin = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {base} ({e}); start it (e.g. `.ci/services`) or \
+                 set SWITCHBOARD_TEST_POSTGRES_URL"
+            )
+        });
+        let schema = format!("sb_migrate_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .await
+            .expect("schema");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("SET search_path = {schema}")))
+            .await
+            .expect("search_path");
+        admin
+            .execute(sqlx::AssertSqlSafe(OLD_TABLE.replace("{ID}", "BIGSERIAL")))
+            .await
+            .expect("old table");
+        admin.execute(OLD_ROW).await.expect("old row");
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+        let store = Store::open(&Location::Postgres(url.clone()))
+            .await
+            .expect("open");
+        check_migrated(&store).await;
+        store.close().await;
+        let store = Store::open(&Location::Postgres(url)).await.expect("reopen");
+        store.close().await;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .await
+            .expect("drop schema");
+    }
 
     #[test]
     fn globs_become_engine_patterns() {

@@ -1,15 +1,23 @@
-//! The group-committing writer: one task owns the store's write side, takes records from a
-//! bounded queue, commits them in batches, and tells each caller when *its* batch committed.
+//! [`Auditor`], and the group-committing writers behind it: one owner of the durable write
+//! side takes records from a bounded queue, makes them durable in batches, and tells each
+//! caller when *its* batch is durable.
 //!
 //! The invariant it serves: **no acknowledged call lacks a record**. [`Auditor::record`]
-//! resolves only after the batch holding the record has committed, and the gateway releases a
-//! call's response only after that; a failed commit fails the call instead. Batching keeps
-//! this cheap: calls that arrive while one commit (one fsync) runs share the next one.
+//! resolves only after the batch holding the record is durable, and the gateway releases a
+//! call's response only after that; a failure fails the call instead. Batching keeps this
+//! cheap: calls that arrive while one batch is written (one fsync) share the next one.
 //!
-//! Pruning (`retention_days`) runs in the same task, at start and hourly, a chunk at a time
-//! with queued records committed between chunks, so it never holds callers up for long.
+//! With the journal (the default), durable means appended to the local journal by its
+//! writer thread ([`crate::journal`]); the [`crate::shipper`] copies it into the store
+//! afterwards. Without it, the [`Writer`] task commits each batch to the store. Pruning
+//! (`retention_days`) runs in whichever task owns the store's write side, at start and hourly,
+//! a chunk at a time between batches, so it never holds records up for long.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::Utc;
 use serde_json::Value;
@@ -17,43 +25,89 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{AuditConfig, Location},
+    config::{AuditConfig, Durability, Location},
     error::AuditError,
+    journal::{self, Shared, SlotLock},
+    query::Filter,
     record::{
         AuditRecord, CallRecord, Redactor, arguments_sha256, canonical_json, canonical_object,
         truncate,
     },
-    store::{PRUNE_CHUNK, Store, WriterConnection},
+    shipper::{Shipper, ship_leftovers},
+    store::{NewRow, PRUNE_CHUNK, Store, WriterConnection, new_record_id},
 };
 
 /// How often records older than `retention_days` are deleted (also once at start).
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// What a caller is told when its record's batch is durable (or why it is not).
+type Committed = oneshot::Sender<Result<(), Arc<str>>>;
+
 struct Pending {
-    record: AuditRecord,
-    /// `record.arguments` as canonical JSON, the stored text.
-    arguments_json: String,
-    committed: oneshot::Sender<Result<(), Arc<str>>>,
+    row: NewRow,
+    committed: Committed,
+}
+
+/// A message to the journal's writer thread.
+enum JournalMessage {
+    /// One record, already framed by the caller (so encoding runs on the callers' threads).
+    Record {
+        frame: Vec<u8>,
+        committed: Committed,
+    },
+    /// Take no more records; write what is queued and end.
+    Stop,
+}
+
+/// How records reach durable storage.
+enum Queue {
+    /// `journal = false`: committed to the store by [`Writer`].
+    Direct(mpsc::Sender<Pending>),
+    /// Appended to the local journal by its writer thread, shipped by [`Shipper`].
+    Journal(mpsc::Sender<JournalMessage>),
+}
+
+/// What [`Auditor::shutdown`] stops.
+enum Tasks {
+    Direct(tokio::task::JoinHandle<()>),
+    Journal {
+        /// Resolves when the writer thread has written its last batch.
+        writer_done: oneshot::Receiver<()>,
+        shipper: tokio::task::JoinHandle<()>,
+        /// Tells the shipper to ship what is left and end.
+        stop_shipper: CancellationToken,
+    },
+}
+
+/// Records journaled but not yet in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    pub records: u64,
+    pub bytes: u64,
 }
 
 /// The handle the gateway records calls through. Cheap to share (`Arc`).
 pub struct Auditor {
-    queue: mpsc::Sender<Pending>,
+    queue: Queue,
     redactor: Redactor,
     max_arguments_bytes: usize,
     max_error_bytes: usize,
     store: Store,
     location: Location,
+    /// The journal's directory (every slot) and this gateway's slot, with the journal on.
+    journal: Option<(PathBuf, Arc<Shared>)>,
     stop: CancellationToken,
-    writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: tokio::sync::Mutex<Option<Tasks>>,
 }
 
 impl Auditor {
-    /// Opens the configured store (SQLite default: `<data_dir>/audit.db`) and starts the
-    /// writer; `None` when `enabled = false`.
+    /// Opens the configured store (SQLite default: `<data_dir>/audit.db`) and, with
+    /// `journal = true` (the default), the journal (`<data_dir>/audit-journal`), and starts
+    /// the writer; `None` when `enabled = false`. What a gateway that is no longer running
+    /// left in the journal is shipped first.
     pub async fn open(
         config: &AuditConfig,
-        data_dir: &std::path::Path,
+        data_dir: &Path,
     ) -> Result<Option<Arc<Auditor>>, AuditError> {
         if !config.enabled {
             return Ok(None);
@@ -61,31 +115,50 @@ impl Auditor {
         config.validate()?;
         let location = config.location(data_dir)?;
         let store = Store::open_with(&location, config.durability).await?;
-        Auditor::start(config, store, location).map(|a| Some(Arc::new(a)))
+        let journal = config.journal_dir(data_dir);
+        Auditor::start(config, store, location, journal.as_deref())
+            .await
+            .map(|a| Some(Arc::new(a)))
     }
 
-    /// Starts the writer over an open store.
-    pub fn start(
+    /// Starts the writer over an open store: with `journal` (a journal directory), the
+    /// journal's writer thread and shipper; without, the group-committing store writer.
+    pub async fn start(
         config: &AuditConfig,
         store: Store,
         location: Location,
+        journal: Option<&Path>,
     ) -> Result<Auditor, AuditError> {
         config.validate()?;
-        let (queue, receiver) = mpsc::channel(config.max_queue);
         let stop = CancellationToken::new();
-        let writer = tokio::spawn(
-            Writer {
-                store: store.clone(),
-                connection: None,
-                receiver,
-                stop: stop.clone(),
-                max_batch: config.max_batch,
-                max_delay: Duration::from_millis(config.max_batch_delay_ms),
-                retention: (config.retention_days > 0)
-                    .then(|| chrono::Duration::days(i64::from(config.retention_days))),
+        let retention = (config.retention_days > 0)
+            .then(|| chrono::Duration::days(i64::from(config.retention_days)));
+        let (queue, tasks, journal) = match journal {
+            None => {
+                let (queue, receiver) = mpsc::channel(config.max_queue);
+                let writer = tokio::spawn(
+                    Writer {
+                        store: store.clone(),
+                        connection: None,
+                        receiver,
+                        stop: stop.clone(),
+                        max_batch: config.max_batch,
+                        max_delay: Duration::from_millis(config.max_batch_delay_ms),
+                        retention,
+                    }
+                    .run(),
+                );
+                (Queue::Direct(queue), Tasks::Direct(writer), None)
             }
-            .run(),
-        );
+            Some(root) => {
+                let (queue, tasks, shared) = start_journal(config, &store, root, retention).await?;
+                (
+                    Queue::Journal(queue),
+                    tasks,
+                    Some((root.to_path_buf(), shared)),
+                )
+            }
+        };
         Ok(Auditor {
             queue,
             redactor: Redactor::new(&config.redact_keys, &config.redact_tools)?,
@@ -93,8 +166,9 @@ impl Auditor {
             max_error_bytes: config.max_error_bytes,
             store,
             location,
+            journal,
             stop,
-            writer: tokio::sync::Mutex::new(Some(writer)),
+            tasks: tokio::sync::Mutex::new(Some(tasks)),
         })
     }
 
@@ -103,18 +177,55 @@ impl Auditor {
         &self.location
     }
 
-    /// The store, for queries (`GET /api/audit`).
+    /// The store. Records still in the journal are not in it yet: read through
+    /// [`Auditor::query`] to see those too.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// The stored form of `call`: hashed, redacted, bounded.
-    pub fn prepare(&self, call: CallRecord) -> AuditRecord {
-        self.prepare_with_text(call).0
+    /// The journal's directory, when the journal is on.
+    pub fn journal_dir(&self) -> Option<&Path> {
+        self.journal.as_ref().map(|(root, _)| root.as_path())
     }
 
-    /// [`Auditor::prepare`], and the record's arguments as canonical JSON text.
-    fn prepare_with_text(&self, call: CallRecord) -> (AuditRecord, String) {
+    /// The records matching `filter`, newest first: the store's and those still in the
+    /// journal (`GET /api/audit`).
+    pub async fn query(&self, filter: &Filter) -> Result<Vec<AuditRecord>, AuditError> {
+        crate::shipper::query(&self.store, self.journal_dir(), filter).await
+    }
+
+    /// Records this gateway journaled that are not yet in the store; zero without a journal.
+    pub fn backlog(&self) -> Backlog {
+        self.journal
+            .as_ref()
+            .map_or_else(Backlog::default, |(_, shared)| {
+                let (records, bytes) = shared.backlog();
+                Backlog { records, bytes }
+            })
+    }
+
+    /// The stored form of `call`: hashed, redacted, bounded.
+    pub fn prepare(&self, call: CallRecord) -> AuditRecord {
+        let (row, arguments) = self.prepare_row(call);
+        AuditRecord {
+            id: None,
+            time: chrono::DateTime::from_timestamp_millis(row.ts_ms).unwrap_or_default(),
+            identity: row.identity,
+            client: row.client,
+            tool: row.tool,
+            upstream: row.upstream,
+            upstream_tool: row.upstream_tool,
+            arguments_sha256: row.arguments_sha256,
+            arguments,
+            decision: row.decision,
+            outcome: row.outcome,
+            latency_ms: row.latency_ms,
+            error: row.error,
+        }
+    }
+
+    /// The row to store for `call` (with a fresh record id), and its arguments as a value.
+    fn prepare_row(&self, call: CallRecord) -> (NewRow, Value) {
         let arguments_sha256 = arguments_sha256(call.arguments.as_ref());
         let redacted = match &call.arguments {
             Some(arguments) => self.redactor.redact(&call.tool, arguments),
@@ -128,37 +239,44 @@ impl Auditor {
         } else {
             (Value::Object(redacted), text)
         };
-        let record = AuditRecord {
-            id: None,
-            time: call.time,
+        let row = NewRow {
+            record_id: new_record_id(),
+            ts_ms: call.time.timestamp_millis(),
             identity: call.identity,
             client: call.client,
             tool: call.tool,
             upstream: call.upstream,
             upstream_tool: call.upstream_tool,
             arguments_sha256,
-            arguments,
+            arguments: text,
             decision: call.decision,
             outcome: call.outcome,
             latency_ms: call.latency_ms,
             error: call.error.map(|e| truncate(&e, self.max_error_bytes)),
         };
-        (record, text)
+        (row, arguments)
     }
 
-    /// Records `call`; resolves once the record is committed, or fails (the caller must then
-    /// not acknowledge the call). Waits while the queue is full.
+    /// Records `call`; resolves once the record is durable (in the journal, or committed to
+    /// the store without one), or fails (the caller must then not acknowledge the call).
+    /// Waits while the queue is full.
     pub async fn record(&self, call: CallRecord) -> Result<(), AuditError> {
-        let (record, arguments_json) = self.prepare_with_text(call);
+        let (row, _) = self.prepare_row(call);
         let (committed, done) = oneshot::channel();
-        self.queue
-            .send(Pending {
-                record,
-                arguments_json,
-                committed,
-            })
-            .await
-            .map_err(|_| AuditError::Closed)?;
+        match &self.queue {
+            Queue::Direct(queue) => queue
+                .send(Pending { row, committed })
+                .await
+                .map_err(|_| AuditError::Closed)?,
+            Queue::Journal(queue) => {
+                let mut frame = Vec::with_capacity(512);
+                journal::encode(&row, &mut frame)?;
+                queue
+                    .send(JournalMessage::Record { frame, committed })
+                    .await
+                    .map_err(|_| AuditError::Closed)?;
+            }
+        }
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(AuditError::NotCommitted(message.to_string())),
@@ -166,17 +284,182 @@ impl Auditor {
         }
     }
 
-    /// Stops accepting records (later calls fail with [`AuditError::Closed`]), commits what
-    /// is queued, and closes the store.
+    /// Stops accepting records (later calls fail with [`AuditError::Closed`]), makes what is
+    /// queued durable, ships the journal to the store (what cannot be shipped now, the store
+    /// being down, is shipped at the next start), and closes the store.
     pub async fn shutdown(&self) {
         self.stop.cancel();
-        let writer = self.writer.lock().await.take();
-        if let Some(writer) = writer
-            && let Err(err) = writer.await
-        {
-            tracing::error!(%err, "the audit writer failed");
+        let tasks = self.tasks.lock().await.take();
+        match tasks {
+            Some(Tasks::Direct(writer)) => {
+                if let Err(err) = writer.await {
+                    tracing::error!(%err, "the audit writer failed");
+                }
+            }
+            Some(Tasks::Journal {
+                writer_done,
+                shipper,
+                stop_shipper,
+            }) => {
+                if let Queue::Journal(queue) = &self.queue {
+                    // Fails only if the writer thread has already ended.
+                    let _ = queue.send(JournalMessage::Stop).await;
+                }
+                let _ = writer_done.await;
+                stop_shipper.cancel();
+                if let Err(err) = shipper.await {
+                    tracing::error!(%err, "the audit journal's shipper failed");
+                }
+            }
+            None => {}
         }
         self.store.close().await;
+    }
+}
+
+impl Drop for Auditor {
+    /// Without a [`shutdown`](Auditor::shutdown) (a test, a library user), the journal's
+    /// shipper still ships what is written and then ends.
+    fn drop(&mut self) {
+        if let Ok(mut tasks) = self.tasks.try_lock()
+            && let Some(Tasks::Journal { stop_shipper, .. }) = tasks.as_mut()
+        {
+            stop_shipper.cancel();
+        }
+    }
+}
+
+/// Ships leftovers, takes a slot, and starts its writer thread and shipper.
+async fn start_journal(
+    config: &AuditConfig,
+    store: &Store,
+    root: &Path,
+    retention: Option<chrono::Duration>,
+) -> Result<(mpsc::Sender<JournalMessage>, Tasks, Arc<Shared>), AuditError> {
+    std::fs::create_dir_all(root).map_err(|source| AuditError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    // A crashed gateway's records reach the store before this one serves (a failure here
+    // is not fatal: this gateway's shipper, or the next start, ships them).
+    if let Err(err) = ship_leftovers(root, store, config.max_batch).await {
+        tracing::warn!(%err, "could not ship the audit records left in the journal; retrying later");
+    }
+    let root_owned = root.to_path_buf();
+    let journal::Recovered { shared, last } = tokio::task::spawn_blocking(move || {
+        SlotLock::acquire(&root_owned).and_then(SlotLock::recover)
+    })
+    .await
+    .map_err(|e| AuditError::Journal(format!("opening the audit journal: {e}")))??;
+    let writer = journal::Writer::new(
+        shared.clone(),
+        last,
+        config.journal_max_bytes,
+        config.durability == Durability::Fsync,
+    )?;
+    let (queue, receiver) = mpsc::channel(config.max_queue);
+    let (done_tx, writer_done) = oneshot::channel();
+    let thread = JournalThread {
+        writer,
+        receiver,
+        runtime: tokio::runtime::Handle::current(),
+        max_batch: config.max_batch,
+        max_delay: Duration::from_millis(config.max_batch_delay_ms),
+    };
+    std::thread::Builder::new()
+        .name("audit-journal".into())
+        .spawn(move || {
+            thread.run();
+            let _ = done_tx.send(());
+        })
+        .map_err(|source| AuditError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+    let stop_shipper = CancellationToken::new();
+    let shipper = tokio::spawn(
+        Shipper::new(store.clone(), shared.clone(), config.max_batch)
+            .run(stop_shipper.clone(), retention),
+    );
+    Ok((
+        queue,
+        Tasks::Journal {
+            writer_done,
+            shipper,
+            stop_shipper,
+        },
+        shared,
+    ))
+}
+
+/// The journal's writer: a thread of its own, because each batch is a blocking `write` and,
+/// with `fsync`, an `fdatasync` that must not hold a runtime worker. Group commit as in the
+/// store writer: it takes what queued while the previous batch was written, writes it with
+/// one `write`, syncs, and answers every caller in the batch.
+struct JournalThread {
+    writer: journal::Writer,
+    receiver: mpsc::Receiver<JournalMessage>,
+    runtime: tokio::runtime::Handle,
+    max_batch: usize,
+    max_delay: Duration,
+}
+
+impl JournalThread {
+    fn run(mut self) {
+        let mut frames = Vec::with_capacity(64 << 10);
+        let mut waiters: Vec<Committed> = Vec::with_capacity(self.max_batch.min(256));
+        while let Some(first) = self.receiver.blocking_recv() {
+            self.take(first, &mut frames, &mut waiters);
+            while waiters.len() < self.max_batch {
+                match self.receiver.try_recv() {
+                    Ok(message) => self.take(message, &mut frames, &mut waiters),
+                    Err(_) => break,
+                }
+            }
+            if !waiters.is_empty() && waiters.len() < self.max_batch && !self.max_delay.is_zero() {
+                let deadline = tokio::time::Instant::now() + self.max_delay;
+                let runtime = self.runtime.clone();
+                runtime.block_on(async {
+                    while waiters.len() < self.max_batch {
+                        match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
+                            Ok(Some(message)) => self.take(message, &mut frames, &mut waiters),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                });
+            }
+            if waiters.is_empty() {
+                continue;
+            }
+            let result =
+                self.writer
+                    .append(&frames, waiters.len() as u64)
+                    .map_err(|err| -> Arc<str> {
+                        tracing::error!(%err, records = waiters.len(), "audit batch not journaled");
+                        err.to_string().into()
+                    });
+            for waiter in waiters.drain(..) {
+                // A caller that went away (cancelled) no longer needs the answer.
+                let _ = waiter.send(result.clone());
+            }
+            frames.clear();
+        }
+    }
+
+    fn take(
+        &mut self,
+        message: JournalMessage,
+        frames: &mut Vec<u8>,
+        waiters: &mut Vec<Committed>,
+    ) {
+        match message {
+            JournalMessage::Record { frame, committed } => {
+                frames.extend_from_slice(&frame);
+                waiters.push(committed);
+            }
+            // Queued records are still written; the queue then reports its end.
+            JournalMessage::Stop => self.receiver.close(),
+        }
     }
 }
 
@@ -289,10 +572,8 @@ impl Writer {
     }
 
     async fn commit(&mut self, batch: Vec<Pending>) {
-        let (rows, waiters): (Vec<(AuditRecord, String)>, Vec<_>) = batch
-            .into_iter()
-            .map(|p| ((p.record, p.arguments_json), p.committed))
-            .unzip();
+        let (rows, waiters): (Vec<NewRow>, Vec<_>) =
+            batch.into_iter().map(|p| (p.row, p.committed)).unzip();
         let result = match self.connection().await {
             Ok(connection) => connection.insert_rows(&rows).await,
             Err(err) => Err(err),
@@ -308,5 +589,99 @@ impl Writer {
             // A caller that went away (cancelled) no longer needs the answer.
             let _ = waiter.send(result.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::record::{Decision, Outcome};
+
+    fn call(n: u64) -> CallRecord {
+        CallRecord {
+            time: Utc::now(),
+            identity: "alice".into(),
+            client: None,
+            tool: "echo__echo".into(),
+            upstream: Some("echo".into()),
+            upstream_tool: Some("echo".into()),
+            arguments: json!({ "n": n, "token": "secret" }).as_object().cloned(),
+            decision: Decision::Allowed,
+            outcome: Outcome::Ok,
+            latency_ms: 1,
+            error: None,
+        }
+    }
+
+    fn numbers(records: &[AuditRecord]) -> Vec<u64> {
+        let mut numbers: Vec<u64> = records
+            .iter()
+            .filter_map(|r| r.arguments["n"].as_u64())
+            .collect();
+        numbers.sort_unstable();
+        numbers
+    }
+
+    #[tokio::test]
+    async fn journaled_records_are_read_at_once_and_shipped_by_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = AuditConfig {
+            max_batch_delay_ms: 1,
+            ..AuditConfig::default()
+        };
+        let auditor = Auditor::open(&config, dir.path())
+            .await
+            .expect("open")
+            .expect("enabled");
+        assert_eq!(
+            auditor.journal_dir(),
+            Some(dir.path().join("audit-journal").as_path())
+        );
+        let calls = (0..20).map(|n| auditor.record(call(n)));
+        // Concurrently, so they share batches.
+        for recorded in futures::future::join_all(calls).await {
+            recorded.expect("journaled");
+        }
+        // Answered once journaled: a query sees every record, shipped or not, once.
+        let records = auditor.query(&Filter::default()).await.expect("query");
+        assert_eq!(numbers(&records), (0..20).collect::<Vec<_>>());
+        assert_eq!(records[0].arguments["token"], crate::record::REDACTED);
+
+        auditor.shutdown().await;
+        assert_eq!(auditor.backlog(), Backlog::default());
+        assert!(matches!(
+            auditor.record(call(99)).await,
+            Err(AuditError::Closed)
+        ));
+        let store = Store::open_existing(auditor.location())
+            .await
+            .expect("store");
+        let stored = store.query(&Filter::default()).await.expect("query");
+        assert_eq!(numbers(&stored), (0..20).collect::<Vec<_>>());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn without_the_journal_records_are_in_the_store_when_answered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = AuditConfig {
+            journal: false,
+            ..AuditConfig::default()
+        };
+        let auditor = Auditor::open(&config, dir.path())
+            .await
+            .expect("open")
+            .expect("enabled");
+        auditor.record(call(1)).await.expect("committed");
+        let stored = auditor
+            .store()
+            .query(&Filter::default())
+            .await
+            .expect("query");
+        assert_eq!(numbers(&stored), vec![1]);
+        assert!(!dir.path().join("audit-journal").exists());
+        auditor.shutdown().await;
     }
 }

@@ -85,7 +85,9 @@ async fn audit(
         Ok(Err(err)) => return bad_request(err.to_string()),
         Err(rejection) => return bad_request(rejection.body_text()),
     };
-    match auditor.store().query(&filter).await {
+    // The store's records and those still in the journal, so a call's record is readable
+    // as soon as the call is answered.
+    match auditor.query(&filter).await {
         Ok(records) => Json(serde_json::json!({
             "count": records.len(),
             "records": records,

@@ -451,10 +451,10 @@ mod tests {
         let cancel = tokio_util::sync::CancellationToken::new();
         let (to_a, mut at_a) = tokio::sync::mpsc::unbounded_channel();
         let (to_b, mut at_b) = tokio::sync::mpsc::unbounded_channel();
-        let _ = a.subscribe(cancel.clone(), move |e| {
+        let _a_events = a.subscribe(cancel.clone(), move |e| {
             let _ = to_a.send(e);
         });
-        let _ = b.subscribe(cancel.clone(), move |e| {
+        let _b_events = b.subscribe(cancel.clone(), move |e| {
             let _ = to_b.send(e);
         });
         let event = ClusterEvent::ListChanged {

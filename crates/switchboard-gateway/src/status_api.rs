@@ -28,6 +28,9 @@ pub struct GatewayStatus {
     pub reloads: crate::gateway::ReloadStats,
     /// The upstreams that need attention, and why (empty when all is well).
     pub problems: Vec<Problem>,
+    /// Tasks alive on the gateway's tokio runtime (also `switchboard_runtime_alive_tasks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_alive_tasks: Option<usize>,
 }
 
 /// An upstream that needs attention.
@@ -70,6 +73,7 @@ impl GatewayStatus {
             problems: problems(&upstreams),
             upstreams,
             reloads: gateway.reload_stats(),
+            runtime_alive_tasks: crate::telemetry::runtime_alive_tasks(),
         }
     }
 }

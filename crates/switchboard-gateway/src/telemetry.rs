@@ -468,7 +468,29 @@ impl Observer {
             "Live stdio upstream child processes",
             gauge(switchboard_transport::upstream::live_children()),
         );
+        if let Some(auditor) = gateway.auditor() {
+            registry.register(
+                "audit_backlog_records",
+                "Audit records journaled but not yet shipped to the audit store",
+                gauge(usize::try_from(auditor.backlog().records).unwrap_or(usize::MAX)),
+            );
+        }
+        if let Some(tasks) = runtime_alive_tasks() {
+            registry.register(
+                "runtime_alive_tasks",
+                "Tasks alive on the gateway's tokio runtime (a count that only grows is a leak)",
+                gauge(tasks),
+            );
+        }
     }
+}
+
+/// Tasks alive on the current tokio runtime; `None` outside one. Read at scrape time, so a
+/// soak or fault test can tell a task leak from load: after calls end, the count comes back.
+pub fn runtime_alive_tasks() -> Option<usize> {
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .map(|handle| handle.metrics().num_alive_tasks())
 }
 
 /// Whether an upstream in `state` answers calls (for `upstream_healthy` and `/readyz`).

@@ -77,11 +77,7 @@ fn request(tool: &str, arguments: Value) -> CallToolRequestParams {
 }
 
 async fn all_records(auditor: &Auditor) -> Vec<switchboard_audit::AuditRecord> {
-    let mut records = auditor
-        .store()
-        .query(&Filter::default())
-        .await
-        .expect("query");
+    let mut records = auditor.query(&Filter::default()).await.expect("query");
     records.reverse();
     records
 }
@@ -182,7 +178,7 @@ async fn allowed_denied_tool_error_and_unknown_calls_are_recorded() {
     assert_eq!(own.client, None);
 
     // Filters: tool glob, identity, decision.
-    let store = fx.auditor.store();
+    let store = &fx.auditor;
     let by_tool = store
         .query(&Filter {
             tool: Some("fs__*".into()),
@@ -235,7 +231,6 @@ async fn concurrent_calls_are_group_committed_and_each_recorded() {
     assert!(done.iter().all(Result::is_ok));
     let records = fx
         .auditor
-        .store()
         .query(&Filter {
             limit: Some(1000),
             ..Filter::default()

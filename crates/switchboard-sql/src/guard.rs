@@ -13,7 +13,7 @@ use crate::error::SqlError;
 
 /// One significant token of SQL text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Token {
+pub enum Token {
     /// A bare word (keyword or identifier), upper-cased for comparison.
     Word(String),
     /// A quoted identifier (`"x"`, `` `x` ``, `[x]`), unquoted, case kept.
@@ -31,7 +31,7 @@ pub(crate) enum Token {
 /// Handles `'…'` (with `''`), `E'…'` escapes, PostgreSQL dollar quoting, `"…"`, `` `…` ``,
 /// `--`/`#` line comments and (nested) `/* … */` comments. An unterminated literal or
 /// comment swallows the rest of the input, which is what the engines do too.
-pub(crate) fn tokenize(sql: &str) -> Vec<Token> {
+pub fn tokenize(sql: &str) -> Vec<Token> {
     let chars: Vec<char> = sql.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -147,13 +147,13 @@ fn dollar_quote_end(chars: &[char], start: usize) -> Option<usize> {
 }
 
 /// Statements the read-only tools accept as their first keyword.
-const READ_STARTS: &[&str] = &[
+pub const READ_STARTS: &[&str] = &[
     "SELECT", "WITH", "VALUES", "TABLE", "SHOW", "DESCRIBE", "DESC",
 ];
 
 /// Keywords that only appear in data-changing or schema-changing statements. Found anywhere
 /// (for example inside a CTE: `WITH x AS (DELETE …) SELECT …`), the input is not a read.
-const WRITE_KEYWORDS: &[&str] = &[
+pub const WRITE_KEYWORDS: &[&str] = &[
     "INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE", "DROP", "ALTER", "CREATE", "GRANT",
     "REVOKE", "COPY", "CALL", "DO", "VACUUM", "REINDEX", "ATTACH", "DETACH", "HANDLER",
 ];
@@ -161,7 +161,7 @@ const WRITE_KEYWORDS: &[&str] = &[
 /// Functions that read or write server files, load code, or change server state. Superusers
 /// may call them even in a read-only transaction, so they are refused by name (as a call,
 /// `name(`, whether bare, schema-qualified or quoted).
-pub(crate) const DENIED_FUNCTIONS: &[&str] = &[
+pub const DENIED_FUNCTIONS: &[&str] = &[
     // PostgreSQL: server files and large objects.
     "pg_read_file",
     "pg_read_binary_file",
@@ -226,7 +226,7 @@ pub(crate) fn single_statement(tokens: &[Token]) -> Result<(), SqlError> {
 }
 
 /// Checks that `sql` is one read-only statement with no denied function call.
-pub(crate) fn check_read_only(sql: &str) -> Result<(), SqlError> {
+pub fn check_read_only(sql: &str) -> Result<(), SqlError> {
     let tokens = tokenize(sql);
     single_statement(&tokens)?;
     let first = tokens.iter().find_map(|t| match t {
@@ -293,7 +293,7 @@ pub(crate) fn check_functions(tokens: &[Token]) -> Result<(), SqlError> {
 }
 
 /// The function names called in `expr` (lower-cased, schema qualifier dropped).
-pub(crate) fn called_functions(expr: &str) -> Vec<String> {
+pub fn called_functions(expr: &str) -> Vec<String> {
     let tokens = tokenize(expr);
     tokens
         .windows(2)

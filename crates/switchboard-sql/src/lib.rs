@@ -40,7 +40,8 @@
 mod config;
 mod db;
 mod error;
-mod guard;
+/// The early tokenizer check; public only so the fuzz target (`fuzz/`) can drive it.
+pub mod guard;
 mod output;
 mod server;
 mod sqlite;

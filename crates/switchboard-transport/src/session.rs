@@ -53,7 +53,20 @@ pub struct CappedSessionManager {
     count: watch::Sender<usize>,
     /// Most sessions open since memory was last handed back to the operating system.
     peak_since_trim: std::sync::atomic::AtomicUsize,
+    trim: Arc<TrimState>,
 }
+
+/// When to hand freed memory back (see [`CappedSessionManager::publish_count`]).
+#[derive(Debug, Default)]
+struct TrimState {
+    /// A trim task is waiting for quiet.
+    scheduled: std::sync::atomic::AtomicBool,
+    /// Sessions closed since the waiting task last looked.
+    closed_since: std::sync::atomic::AtomicBool,
+}
+
+/// How long after a burst of closed sessions the allocator is trimmed.
+const TRIM_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Sessions closed since the peak after which freed memory is handed back to the operating
 /// system: at ~50 KiB of rmcp state per session, 256 sessions are ~13 MiB.
@@ -68,6 +81,7 @@ impl CappedSessionManager {
             create: tokio::sync::Mutex::new(()),
             count: watch::Sender::new(0),
             peak_since_trim: std::sync::atomic::AtomicUsize::new(0),
+            trim: Arc::default(),
         }
     }
 
@@ -95,7 +109,19 @@ impl CappedSessionManager {
         {
             // glibc keeps freed memory in its heaps, so after a burst of sessions ends (idle
             // expiry of thousands at once) the process would stay at its peak RSS forever.
-            tokio::task::spawn_blocking(release_free_memory);
+            // A session's tasks wind down after it is closed, so trim once things are quiet.
+            self.trim.closed_since.store(true, Ordering::Release);
+            if !self.trim.scheduled.swap(true, Ordering::AcqRel) {
+                let trim = self.trim.clone();
+                tokio::spawn(async move {
+                    // Wait until no burst has ended for TRIM_DELAY.
+                    while trim.closed_since.swap(false, Ordering::AcqRel) {
+                        tokio::time::sleep(TRIM_DELAY).await;
+                    }
+                    trim.scheduled.store(false, Ordering::Release);
+                    let _ = tokio::task::spawn_blocking(release_free_memory).await;
+                });
+            }
         }
     }
 }

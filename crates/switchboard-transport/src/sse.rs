@@ -206,10 +206,23 @@ pub fn encode_event(event: Option<&str>, data: &str) -> String {
         out.extend(event.chars().filter(|c| *c != '\n' && *c != '\r'));
         out.push('\n');
     }
-    for line in data.split('\n') {
+    // Split on every line ending the parser accepts: a lone `\r` left inside a `data:` line
+    // would end it there and turn the rest into a field of its own (found by fuzzing).
+    let mut rest = data;
+    loop {
+        let end = rest.find(['\n', '\r']).unwrap_or(rest.len());
         out.push_str("data: ");
-        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+        out.push_str(&rest[..end]);
         out.push('\n');
+        if end == rest.len() {
+            break;
+        }
+        let ending = if rest[end..].starts_with("\r\n") {
+            2
+        } else {
+            1
+        };
+        rest = &rest[end + ending..];
     }
     out.push('\n');
     out
@@ -279,6 +292,20 @@ mod tests {
         let events = parse_all(&[encoded.as_bytes()]);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].data, "line one\nline two\n{\"x\": \"y\"}");
+    }
+
+    #[test]
+    fn encoder_splits_on_a_lone_carriage_return() {
+        // Fuzz finding: `\r` inside data ended the `data:` line, so the rest became fields.
+        let data = "a\rb\r\revent: x\rid: 1\r\nc\r";
+        let events = parse_all(&[encode_event(None, data).as_bytes()]);
+        assert_eq!(
+            events,
+            vec![SseEvent {
+                data: "a\nb\n\nevent: x\nid: 1\nc\n".into(),
+                ..SseEvent::default()
+            }]
+        );
     }
 
     /// The fuzz target's property on fixed inputs: however the bytes are split, the same

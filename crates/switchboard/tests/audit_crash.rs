@@ -4,9 +4,12 @@
 //! Concurrent clients call `echo__echo`, each with a unique message, and note every call whose
 //! answer they received. Once enough answers are in, one more call is parked in an upstream (a
 //! read of a FIFO nobody writes: it is in flight for certain once the FIFO's writer opens),
-//! and the gateway is killed with SIGKILL. It is restarted on the same store and
-//! `GET /api/audit` must list every acknowledged message. On SQLite (the default store under
-//! the data directory) and on PostgreSQL (`SWITCHBOARD_TEST_POSTGRES_URL`, default
+//! and the gateway is killed with SIGKILL. Answers go out once a record is in the local
+//! journal, so the last records may be there only: the gateway is restarted on the same data
+//! directory (it ships what the killed one left before it listens), and then the store itself
+//! must hold every acknowledged message, as must `GET /api/audit`. On SQLite (the default
+//! store under the data directory, fsynced and with `durability = "process"`) and on
+//! PostgreSQL (`SWITCHBOARD_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`, in a throwaway schema).
 
 mod common;
@@ -106,7 +109,9 @@ async fn caller(
     }
 }
 
-async fn crash_and_check(dir: &Path, config: &Path) {
+/// Kills the gateway under load, restarts it, checks `GET /api/audit`; returns the
+/// acknowledged messages, for the caller to find in its store.
+async fn crash_and_check(dir: &Path, config: &Path) -> HashSet<String> {
     let marker = format!("m{}", uuid::Uuid::new_v4().simple());
     let mut gateway = serve(dir, config).await;
 
@@ -154,6 +159,10 @@ async fn crash_and_check(dir: &Path, config: &Path) {
     gateway.child.start_kill().expect("SIGKILL");
     gateway.child.wait().await.expect("reap");
     drop(writer);
+    assert!(
+        dir.join("data/audit-journal/slot-0").is_dir(),
+        "the records went through the journal"
+    );
     kill_tx.send_replace(true);
 
     for caller in callers {
@@ -173,7 +182,8 @@ async fn crash_and_check(dir: &Path, config: &Path) {
         parked.abort();
     }
 
-    // Restart on the same store; every acknowledged call must be there.
+    // Restart on the same data directory: what the killed gateway journaled is shipped
+    // before the new one listens.
     let restarted = serve(dir, config).await;
     let url = format!("{}/api/audit?tool=echo__echo&limit=10000", restarted.base);
     let document: Value = reqwest::get(&url)
@@ -205,24 +215,60 @@ async fn crash_and_check(dir: &Path, config: &Path) {
         recorded.len()
     );
     drop(restarted);
+    acked
+}
+
+/// Fails unless every acknowledged message is among the stored `arguments`.
+fn assert_stored(acked: &HashSet<String>, stored: Vec<String>) {
+    let stored: HashSet<String> = stored
+        .iter()
+        .filter_map(|arguments| serde_json::from_str::<Value>(arguments).ok())
+        .filter_map(|value| value["message"].as_str().map(str::to_string))
+        .collect();
+    let missing: Vec<&String> = acked.difference(&stored).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged calls are not in the store: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+}
+
+/// The `arguments` of every `echo__echo` record in the SQLite store, read directly.
+async fn sqlite_stored(db: &Path) -> Vec<String> {
+    let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the SQLite store");
+    let stored = sqlx::query_scalar("SELECT arguments FROM audit_log WHERE tool = 'echo__echo'")
+        .fetch_all(&mut connection)
+        .await
+        .expect("read the SQLite store");
+    let _ = connection.close().await;
+    stored
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_keeps_every_acknowledged_call_through_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), "");
-    crash_and_check(dir.path(), &config).await;
-    assert!(dir.path().join("data/audit.db").exists());
+    let acked = crash_and_check(dir.path(), &config).await;
+    assert_stored(
+        &acked,
+        sqlite_stored(&dir.path().join("data/audit.db")).await,
+    );
 }
 
 /// `durability = "process"` skips the fsync per batch; a gateway crash must still lose nothing
-/// (the records are in the WAL file, in the kernel's hands, before the answers go out).
+/// (the records are in the journal file, in the kernel's hands, before the answers go out).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_without_fsync_keeps_every_acknowledged_call_through_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), "durability = \"process\"");
-    crash_and_check(dir.path(), &config).await;
-    assert!(dir.path().join("data/audit.db").exists());
+    let acked = crash_and_check(dir.path(), &config).await;
+    assert_stored(
+        &acked,
+        sqlite_stored(&dir.path().join("data/audit.db")).await,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -246,15 +292,16 @@ async fn postgres_keeps_every_acknowledged_call_through_sigkill() {
         dir.path(),
         &format!("store = \"postgres\"\nurl = \"{url}\""),
     );
-    crash_and_check(dir.path(), &config).await;
+    let acked = crash_and_check(dir.path(), &config).await;
 
-    let in_schema: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT count(*) FROM {schema}.audit_log"
+    let stored: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT arguments FROM {schema}.audit_log WHERE tool = 'echo__echo'"
     )))
-    .fetch_one(&mut admin)
+    .fetch_all(&mut admin)
     .await
-    .expect("count");
-    assert!(in_schema >= ACKED_BEFORE_KILL as i64);
+    .expect("read the store");
+    assert!(stored.len() >= ACKED_BEFORE_KILL);
+    assert_stored(&acked, stored);
     admin
         .execute(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
         .await

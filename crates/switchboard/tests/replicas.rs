@@ -500,10 +500,9 @@ keys_env = ["SB_REPLICA_TEST_KEY"]
                     .await;
                     match sent {
                         Ok(response) if response.status().is_success() => {
-                            match response.text().await {
-                                Ok(text) => break text,
-                                // The replica died mid-answer: not acknowledged, retry.
-                                Err(_) => {}
+                            // An error here: the replica died mid-answer, not acknowledged.
+                            if let Ok(text) = response.text().await {
+                                break text;
                             }
                         }
                         // Refused or reset: the client's retry policy moves to the next replica.

@@ -4,10 +4,11 @@
 //! must not reveal whether the tool exists) are recorded by [`crate::Gateway::call_as`] with
 //! [`record_unrouted`].
 //!
-//! The record is committed before the response goes back: the layer awaits the
-//! [`Auditor`]'s group commit, and if the commit fails the call fails with
-//! `audit_unavailable` instead, so no acknowledged call lacks a record. A call whose future is
-//! dropped (the client cancelled) is still recorded, in the background, as an error.
+//! The record is durable before the response goes back: the layer awaits the
+//! [`Auditor`]'s group commit (to the local journal by default, else to the store), and if it
+//! fails the call fails with `audit_unavailable` instead, so no acknowledged call lacks a
+//! record. A call whose future is dropped (the client cancelled) is still recorded, in the
+//! background, as an error.
 //!
 //! Off (no layer state) when `[audit] enabled = false` or no store was opened (library users
 //! that build a `Gateway` without one).

@@ -2,19 +2,27 @@
 //! `switchboard audit prune --older-than 30d`. It opens the store directly (the SQLite file
 //! under the data directory, or the configured PostgreSQL database), so it works whether or
 //! not the gateway is running; SQLite's WAL lets it read while the gateway writes.
+//!
+//! With the gateway's journal (found through `--config` or under `--data-dir`), records a
+//! gateway that is no longer running left there are shipped to the store first, and records
+//! a running gateway has not shipped yet are read from its journal, so every answered call
+//! shows. With `--url` only the store is read.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use switchboard_audit::{
     AuditRecord, Decision, Filter, Location, Store,
     query::{parse_duration, parse_time},
+    ship_leftovers,
 };
 use switchboard_gateway::GatewayConfig;
 
 /// Widest ERROR column in the table; the full message is in `--json`.
 const TABLE_ERROR_CHARS: usize = 60;
+/// How long `prune` waits for a running gateway to ship its journal.
+const PRUNE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -34,7 +42,8 @@ pub enum AuditCommand {
 /// Which audit log: `--url`, else the config's `[audit]`, else `<data dir>/audit.db`.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// The gateway's data directory; the log is `DIR/audit.db`.
+    /// The gateway's data directory; the log is `DIR/audit.db`, its journal
+    /// `DIR/audit-journal`.
     #[arg(long, default_value = "./switchboard-data")]
     pub data_dir: PathBuf,
     /// The log's location: `postgres://…` or a SQLite path.
@@ -45,27 +54,69 @@ pub struct StoreArgs {
     pub config: Option<PathBuf>,
 }
 
+/// An opened audit log: the store, and the gateway's journal directory when there is one.
+struct Opened {
+    store: Store,
+    location: Location,
+    journal: Option<PathBuf>,
+}
+
 impl StoreArgs {
-    fn location(&self) -> anyhow::Result<Location> {
+    /// The store's location, the journal's directory (if any) and the shipping batch size.
+    fn location(&self) -> anyhow::Result<(Location, Option<PathBuf>, usize)> {
+        let defaults = switchboard_audit::AuditConfig::default();
         if let Some(url) = &self.url {
-            return Ok(Location::from_url(url));
+            return Ok((Location::from_url(url), None, defaults.max_batch));
         }
         if let Some(path) = &self.config {
             let config = GatewayConfig::load(path)?;
-            return config
+            let location = config
                 .audit
                 .location(&self.data_dir)
-                .with_context(|| format!("{}: [audit]", path.display()));
+                .with_context(|| format!("{}: [audit]", path.display()))?;
+            return Ok((
+                location,
+                config.audit.journal_dir(&self.data_dir),
+                config.audit.max_batch,
+            ));
         }
-        Ok(Location::default_in(&self.data_dir))
+        Ok((
+            Location::default_in(&self.data_dir),
+            defaults.journal_dir(&self.data_dir),
+            defaults.max_batch,
+        ))
     }
 
-    async fn open(&self) -> anyhow::Result<(Store, Location)> {
-        let location = self.location()?;
+    async fn open(&self) -> anyhow::Result<Opened> {
+        let (location, journal, max_batch) = self.location()?;
         let store = Store::open_existing(&location)
             .await
             .with_context(|| format!("opening the audit log {location}"))?;
-        Ok((store, location))
+        let journal = journal.filter(|dir| dir.is_dir());
+        if let Some(dir) = &journal {
+            ship_journal(dir, &store, max_batch).await;
+        }
+        Ok(Opened {
+            store,
+            location,
+            journal,
+        })
+    }
+}
+
+/// Ships what gateways that are no longer running left in the journal. Not fatal: the
+/// records stay there for the next gateway start (and queries still read them).
+async fn ship_journal(dir: &Path, store: &Store, max_batch: usize) {
+    match ship_leftovers(dir, store, max_batch).await {
+        Ok(0) => {}
+        Ok(shipped) => eprintln!(
+            "shipped {shipped} audit records left in the journal {} to the store",
+            dir.display()
+        ),
+        Err(err) => eprintln!(
+            "warning: could not ship the audit records left in the journal {}: {err}",
+            dir.display()
+        ),
     }
 }
 
@@ -122,9 +173,10 @@ async fn run_query(args: QueryArgs) -> anyhow::Result<()> {
         decision: args.decision.map(|d| Decision::parse(&d)).transpose()?,
         limit: Some(args.limit),
     };
-    let (store, _) = args.store.open().await?;
-    let records = store.query(&filter).await;
-    store.close().await;
+    let opened = args.store.open().await?;
+    let records =
+        switchboard_audit::shipper::query(&opened.store, opened.journal.as_deref(), &filter).await;
+    opened.store.close().await;
     let records = records?;
     if args.json {
         let document = serde_json::json!({ "count": records.len(), "records": records });
@@ -141,7 +193,26 @@ async fn run_prune(args: PruneArgs) -> anyhow::Result<()> {
     let cutoff = chrono::Utc::now()
         .checked_sub_signed(age)
         .context("--older-than is too large")?;
-    let (store, location) = args.store.open().await?;
+    let Opened {
+        store,
+        location,
+        journal,
+    } = args.store.open().await?;
+    // Records a running gateway has answered but not yet shipped are not in the store yet:
+    // give it a moment, so "older than 0s" really empties the log.
+    if let Some(dir) = &journal {
+        let deadline = tokio::time::Instant::now() + PRUNE_WAIT;
+        while switchboard_audit::shipper::journal_pending(dir).await? {
+            if tokio::time::Instant::now() >= deadline {
+                eprintln!(
+                    "warning: records in the journal {} are not shipped yet; they are not pruned",
+                    dir.display()
+                );
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
     let deleted = store.prune(cutoff).await;
     store.close().await;
     let deleted = deleted?;

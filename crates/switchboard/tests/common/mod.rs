@@ -29,15 +29,33 @@ pub struct Listening {
 /// Its later stderr is echoed (shown with a failing test's output) and always drained, so the
 /// child never blocks on a full pipe.
 pub async fn spawn_listening(args: &[&str], cwd: &Path) -> Listening {
-    let mut child = tokio::process::Command::new(BIN)
+    spawn_listening_with(args, cwd, |_| {}).await
+}
+
+/// [`spawn_listening`] in a process group of its own (its pid is the group id), so a test
+/// can check that no process of that group outlives it.
+pub async fn spawn_listening_in_own_group(args: &[&str], cwd: &Path) -> Listening {
+    spawn_listening_with(args, cwd, |command| {
+        command.process_group(0);
+    })
+    .await
+}
+
+pub async fn spawn_listening_with(
+    args: &[&str],
+    cwd: &Path,
+    configure: impl FnOnce(&mut tokio::process::Command),
+) -> Listening {
+    let mut command = tokio::process::Command::new(BIN);
+    command
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn switchboard");
+        .kill_on_drop(true);
+    configure(&mut command);
+    let mut child = command.spawn().expect("spawn switchboard");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let base = loop {
         match lines.next_line().await.expect("read stderr") {
