@@ -501,10 +501,12 @@ impl GatewayConfig {
                 message,
             })?;
         }
-        self.sessions.validate().map_err(|message| ConfigError::Invalid {
-            upstream: "sessions".into(),
-            message,
-        })?;
+        self.sessions
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                upstream: "sessions".into(),
+                message,
+            })?;
         if let Some(cluster) = &self.cluster {
             cluster.validate().map_err(|message| ConfigError::Invalid {
                 upstream: "cluster".into(),
