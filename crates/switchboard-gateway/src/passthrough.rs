@@ -187,7 +187,8 @@ enum Job {
 
 struct InFlight {
     key: u64,
-    upstream_token: ProgressToken,
+    /// Known once the request is sent (rmcp assigns it); progress is matched on it.
+    upstream_token: Option<ProgressToken>,
     down: Downstream,
     jobs: mpsc::Sender<Job>,
     /// The last progress value relayed: rmcp hands each incoming notification to its own
@@ -209,6 +210,17 @@ pub struct Relay {
 struct Registration<'a> {
     relay: &'a Relay,
     key: u64,
+}
+
+impl Registration<'_> {
+    /// Records the progress token rmcp gave the upstream request.
+    fn sent_with(&self, token: ProgressToken) {
+        if let Ok(mut list) = self.relay.in_flight.lock()
+            && let Some(entry) = list.iter_mut().find(|f| f.key == self.key)
+        {
+            entry.upstream_token = Some(token);
+        }
+    }
 }
 
 impl Drop for Registration<'_> {
@@ -258,17 +270,14 @@ impl Relay {
         self.capabilities.lock().ok().and_then(|c| c.clone())
     }
 
-    fn register(
-        &self,
-        upstream_token: ProgressToken,
-        down: &Downstream,
-        jobs: mpsc::Sender<Job>,
-    ) -> Registration<'_> {
+    /// Registers `down`'s request before it is sent upstream: an upstream may ask its client
+    /// something (elicitation, sampling, roots) as soon as it reads the request.
+    fn register(&self, down: &Downstream, jobs: mpsc::Sender<Job>) -> Registration<'_> {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut list) = self.in_flight.lock() {
             list.push(InFlight {
                 key,
-                upstream_token,
+                upstream_token: None,
                 down: down.clone(),
                 jobs,
                 last_progress: None,
@@ -284,7 +293,7 @@ impl Relay {
         };
         let Some(entry) = list
             .iter_mut()
-            .find(|f| f.upstream_token == params.progress_token)
+            .find(|f| f.upstream_token.as_ref() == Some(&params.progress_token))
         else {
             return;
         };
@@ -485,6 +494,11 @@ async fn send_on(
     if let Some(down) = down {
         options = options.with_meta(down.forwarded_meta());
     }
+    // Registered before sending, so nothing the upstream asks while reading it is missed.
+    let registered = down.map(|down| {
+        let (jobs_tx, jobs_rx) = mpsc::channel(JOB_QUEUE);
+        (lease.relay().register(down, jobs_tx), jobs_rx)
+    });
     let handle = peer
         .send_request_with_option(request, options)
         .await
@@ -494,15 +508,12 @@ async fn send_on(
         id: Some(handle.id.clone()),
         reason: "the gateway's client cancelled or abandoned the request",
     };
-    let Some(down) = down else {
+    let (Some(down), Some((registration, mut jobs_rx))) = (down, registered) else {
         let result = handle.await_response().await;
         cancel.id = None;
         return result.map_err(|e| service_error(name, e));
     };
-    let (jobs_tx, mut jobs_rx) = mpsc::channel(JOB_QUEUE);
-    let _registration = lease
-        .relay()
-        .register(handle.progress_token.clone(), down, jobs_tx);
+    registration.sent_with(handle.progress_token.clone());
     let response = handle.await_response();
     tokio::pin!(response);
     let mut running = FuturesUnordered::new();
