@@ -97,20 +97,12 @@ async fn cache_stats(base: &str) -> Value {
 async fn three_replicas_share_sessions_limits_cache_and_audit() {
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     require_redis(&redis_url).await;
-    let pg = std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").unwrap_or_else(|_| PG_DEFAULT.into());
-    let mut admin = sqlx::PgConnection::connect(&pg).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable at {pg} ({e}); start it (e.g. `.ci/services`) or set \
-             SWITCHBOARD_TEST_POSTGRES_URL"
-        )
-    });
+    let Pg {
+        mut admin,
+        schema,
+        audit_url,
+    } = pg_schema("sb_replicas").await;
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let schema = format!("sb_replicas_{run}");
-    admin
-        .execute(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .await
-        .expect("create schema");
-    let audit_url = with_param(&pg, &format!("options=-c%20search_path%3D{schema}"));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("gateway.toml");
@@ -154,59 +146,14 @@ key_prefix = "sbtest:{run}:"
     let config = config.to_str().expect("utf-8 path").to_owned();
     let mut replicas = Vec::new();
     for i in 0..3 {
-        let data = dir.path().join(format!("data{i}"));
-        let data = data.to_str().expect("utf-8 path").to_owned();
-        replicas.push(
-            common::spawn_listening_with(
-                &[
-                    "serve",
-                    "--config",
-                    &config,
-                    "--data-dir",
-                    &data,
-                    "--listen",
-                    "127.0.0.1:0",
-                ],
-                dir.path(),
-                |command| {
-                    command.env("SB_REPLICA_TEST_KEY", SESSION_KEY);
-                },
-            )
-            .await,
-        );
+        replicas
+            .push(start_replica(&config, &dir.path().join(format!("data{i}")), dir.path()).await);
     }
     let mcp = |i: usize| replicas[i % 3].mcp.clone();
     let http = reqwest::Client::new();
 
     // One session, each request on the next replica.
-    let init = post(
-        &http,
-        &mcp(0),
-        None,
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "replica-test", "version": "0"}}}),
-    )
-    .send()
-    .await
-    .expect("initialize");
-    let session = init
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("a session id")
-        .to_owned();
-    let _ = answer(init).await;
-    let ack = post(
-        &http,
-        &mcp(1),
-        Some(&session),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .send()
-    .await
-    .expect("initialized");
-    assert_eq!(ack.status(), 202);
+    let session = open_session(&http, &mcp(0), &mcp(1)).await;
     let tools = answer(
         post(
             &http,
@@ -403,15 +350,16 @@ async fn start_replica(
     .await
 }
 
-/// Opens a session-era session on `mcp`; returns its id.
-async fn open_session(http: &reqwest::Client, mcp: &str) -> String {
+/// Opens a session-era session: `initialize` on `mcp`, `notifications/initialized` on
+/// `initialized_on` (another replica, or the same); returns its id.
+async fn open_session(http: &reqwest::Client, mcp: &str, initialized_on: &str) -> String {
     let init = post(
         http,
         mcp,
         None,
         json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "replica-kill-test", "version": "0"}}}),
+            "clientInfo": {"name": "replica-test", "version": "0"}}}),
     )
     .send()
     .await
@@ -425,7 +373,7 @@ async fn open_session(http: &reqwest::Client, mcp: &str) -> String {
     let _ = answer(init).await;
     let ack = post(
         http,
-        mcp,
+        initialized_on,
         Some(&session),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
     )
@@ -481,7 +429,7 @@ keys_env = ["SB_REPLICA_TEST_KEY"]
         let kill_now = kill_now.clone();
         clients.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
-            let session = open_session(&http, &urls[c % 3]).await;
+            let session = open_session(&http, &urls[c % 3], &urls[c % 3]).await;
             // (message, whether it needed a retry)
             let mut acked = Vec::new();
             for k in 0..CALLS {
