@@ -3,15 +3,22 @@
 # `mcp-server-sqlite` (PyPI, pinned in bench/requirements-sqlite.txt, in its own venv because it
 # needs mcp<2), on the same SQLite file, both driven over stdio by the same client
 # (`switchboard bench`), in one run. Cases: a point lookup by primary key (c=1 and c=8) and a
-# 1,000-row SELECT (c=1). Prints a Markdown table with the ratio per case (target: >= 10x) and
-# writes the raw JSON lines to target/bench/sql.jsonl.
+# 1,000-row SELECT (c=1), each with the rmcp client (which decodes every answer into typed
+# values) and the 1,000-row case also with `--wire` (which checks every answer's JSON, id and
+# isError but skips its content, so the client's decoding is not what is measured). Each line
+# also gives the server process's CPU time per call, which the client and the rest of the
+# machine do not affect. Prints a Markdown table with the ratios per case (target: >= 10x)
+# and writes the raw JSON lines to target/bench/sql.jsonl.
 #
-# Usage: bench/sql.sh            (about 1 minute on 2 cores, after the build; 4-5 s per server
-#                                 and case)
+# Usage: [SWITCHBOARD_BIN=path] bench/sql.sh
+#   (about 1 minute on 2 cores after the build; 4-5 s per server and case)
 # Scale every call count with SQL_BENCH_SCALE (e.g. 0.2 for a quick look, 2 for steadier numbers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p switchboard --quiet
+# SWITCHBOARD_BIN: a binary to measure instead of building the release one.
+if [ -z "${SWITCHBOARD_BIN:-}" ]; then
+  cargo build --release -p switchboard --quiet
+fi
 
 venv=target/bench/sqlite-venv
 if [ ! -x "$venv/bin/python" ]; then
@@ -24,7 +31,7 @@ python3 bench/make_sql_fixture.py "$db"
 db="$(cd "$(dirname "$db")" && pwd)/$(basename "$db")"
 out=target/bench/sql.jsonl
 : > "$out"
-sb=target/release/switchboard
+sb=${SWITCHBOARD_BIN:-target/release/switchboard}
 ours=("$sb" server sql --url "sqlite://$db" --log warn)
 official=("$venv/bin/mcp-server-sqlite" --db-path "$db")
 
@@ -75,28 +82,31 @@ PY
 scale=${SQL_BENCH_SCALE:-1}
 n() { python3 -c "import sys; print(max(1, round(int(sys.argv[1]) * float(sys.argv[2]))))" "$1" "$scale"; }
 
-run_one() { # case label calls warmup concurrency tool args -- command...
-  local name=$1 label=$2 calls=$3 warmup=$4 conc=$5 tool=$6 args=$7
-  shift 8
-  "$sb" bench --json --label "$label" --tool "$tool" --args "$args" --calls "$(n "$calls")" \
+run_one() { # case client label calls warmup concurrency tool args -- command...
+  local name=$1 client=$2 label=$3 calls=$4 warmup=$5 conc=$6 tool=$7 args=$8
+  shift 9
+  local wire=()
+  if [ "$client" = wire ]; then wire=(--wire); fi
+  "$sb" bench --json "${wire[@]}" --label "$label" --tool "$tool" --args "$args" --calls "$(n "$calls")" \
     --warmup "$(n "$warmup")" --concurrency "$conc" -- "$@" \
     | sed "s/^{/{\"case\":\"$name\",/" >> "$out"
 }
 
 # Call counts are per server, sized for a few seconds each on 2 busy cores (ours is much faster).
-case_run() { # case concurrency ours_calls official_calls sql
-  local name=$1 conc=$2 ours_calls=$3 official_calls=$4 sql=$5
+case_run() { # case client concurrency ours_calls official_calls sql
+  local name=$1 client=$2 conc=$3 ours_calls=$4 official_calls=$5 sql=$6
   local ours_args official_args
   ours_args=$(python3 -c 'import json,sys; print(json.dumps({"sql": sys.argv[1], "max_rows": 1000}))' "$sql")
   official_args=$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$sql")
-  run_one "$name" switchboard "$ours_calls" "$((ours_calls / 10))" "$conc" query "$ours_args" -- "${ours[@]}"
-  run_one "$name" official "$official_calls" "$((official_calls / 10))" "$conc" read_query "$official_args" -- "${official[@]}"
+  run_one "$name" "$client" switchboard "$ours_calls" "$((ours_calls / 10))" "$conc" query "$ours_args" -- "${ours[@]}"
+  run_one "$name" "$client" official "$official_calls" "$((official_calls / 10))" "$conc" read_query "$official_args" -- "${official[@]}"
 }
 
 load_before=$(uptime | sed 's/.*load average: //')
-case_run "point lookup (id = 4242)" 1 15000 3000 "$point_sql"
-case_run "point lookup (id = 4242)" 8 40000 3000 "$point_sql"
-case_run "1,000-row SELECT"         1 400   800  "$rows_sql"
+case_run "point lookup (id = 4242)" rmcp 1 15000 3000 "$point_sql"
+case_run "point lookup (id = 4242)" rmcp 8 40000 3000 "$point_sql"
+case_run "1,000-row SELECT"         rmcp 1 800   400  "$rows_sql"
+case_run "1,000-row SELECT"         wire 1 1500  400  "$rows_sql"
 load_after=$(uptime | sed 's/.*load average: //')
 
 python3 - "$out" "$load_before" "$load_after" <<'PY'
@@ -104,14 +114,17 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {}
 for r in rows:
-    by.setdefault((r["case"], r["concurrency"]), {})[r["label"]] = r
-print("| case | c | Switchboard calls/s | official calls/s | ratio | ≥ 10× | Switchboard p50 / p99 µs | official p50 / p99 µs |")
-print("|---|---|---|---|---|---|---|---|")
-for (case, c), v in by.items():
+    by.setdefault((r["case"], r["client"], r["concurrency"]), {})[r["label"]] = r
+print("| case | client | c | Switchboard calls/s | official calls/s | ratio | ≥ 10× | Switchboard p50 / p99 µs | official p50 / p99 µs | server CPU µs/call, Switchboard / official | CPU ratio |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for (case, client, c), v in by.items():
     s, o = v["switchboard"], v["official"]
     ratio = s["calls_per_sec"] / o["calls_per_sec"]
-    print(f"| {case} | {c} | {s['calls_per_sec']:.0f} | {o['calls_per_sec']:.1f} | {ratio:.1f}× | "
-          f"{'yes' if ratio >= 10 else 'no'} | {s['p50_us']} / {s['p99_us']} | {o['p50_us']} / {o['p99_us']} |")
+    sc, oc = s.get("server_cpu_us_per_call"), o.get("server_cpu_us_per_call")
+    cpu = f"{sc:.0f} / {oc:.0f}" if sc and oc else "n/a"
+    cpu_ratio = f"{oc / sc:.1f}×" if sc and oc else "n/a"
+    print(f"| {case} | {client} | {c} | {s['calls_per_sec']:.0f} | {o['calls_per_sec']:.1f} | {ratio:.1f}× | "
+          f"{'yes' if ratio >= 10 else 'no'} | {s['p50_us']} / {s['p99_us']} | {o['p50_us']} / {o['p99_us']} | {cpu} | {cpu_ratio} |")
 print()
 print(f"Load average (1, 5, 15 min) before: {sys.argv[2]}; after: {sys.argv[3]}.")
 PY

@@ -88,6 +88,9 @@ impl Cell for Value {
 
 /// The characters of `s` shown in a cell (cut at [`MAX_WIDTH`]) and whether it was cut.
 fn shown_chars(s: &str) -> (usize, bool) {
+    if s.is_ascii() {
+        return (s.len().min(MAX_WIDTH), s.len() > MAX_WIDTH);
+    }
     if s.len() <= MAX_WIDTH {
         return (s.chars().count(), false);
     }
@@ -106,6 +109,10 @@ fn push_cell(out: &mut String, s: &str, width: usize, pad: bool) {
     let single_line = !s.bytes().any(|b| b == b'\n' || b == b'\r');
     if !cut && single_line {
         out.push_str(s);
+    } else if single_line && s.is_ascii() {
+        // One byte per character: cut by slicing.
+        out.push_str(&s[..MAX_WIDTH - 1]);
+        out.push('…');
     } else {
         let keep = if cut { MAX_WIDTH - 1 } else { shown };
         out.extend(s.chars().take(keep).map(|c| match c {

@@ -23,7 +23,13 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode},
 };
 
-use crate::error::SqlError;
+use serde_json::Value;
+
+use crate::{
+    error::SqlError,
+    output::ColumnInfo,
+    values::{self, SqliteClass, StoredCell},
+};
 
 /// PRAGMAs that only read the schema; the describe tool reads through their table-valued
 /// forms (`pragma_table_info(?)`). Every other PRAGMA is refused.
@@ -107,6 +113,14 @@ fn now_nanos() -> u64 {
 pub(crate) struct Deadline(Arc<AtomicU64>);
 
 impl Deadline {
+    /// Arms the deadline `timeout` from now.
+    fn arm(&self, timeout: Duration) {
+        let at = now_nanos()
+            .saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX))
+            .max(1);
+        self.0.store(at, Ordering::Release);
+    }
+
     /// Clears the deadline. Only call once the statement is known to have finished: while
     /// one may still be running on the worker, the deadline must stay armed.
     pub(crate) fn clear(&self) {
@@ -166,25 +180,30 @@ pub(crate) async fn prepare_connection(conn: &mut SqliteConnection) -> Result<()
     Ok(())
 }
 
-/// Arms the connection's statement deadline (`timeout` from now) and, when `sql` is given,
-/// reads the declared types of its result columns, in one hand-off to the worker thread.
-///
-/// The declared type of each column (`DECIMAL(10,2)`, `TIMESTAMP`, …) is `None` for
-/// expressions. sqlx maps declared types to a handful of its own and drops the rest, yet
-/// SQLite's faithful conversion depends on them. Empty when `sql` does not prepare (the real
-/// run then reports the engine's error).
+/// Arms the connection's statement deadline, `timeout` from now, in one hand-off to the
+/// worker thread.
 pub(crate) async fn arm(
     conn: &mut SqliteConnection,
     timeout: Duration,
-    sql: Option<&str>,
-) -> Result<(Deadline, Vec<Option<String>>), sqlx::Error> {
+) -> Result<Deadline, sqlx::Error> {
     let mut handle = conn.lock_handle().await?;
     let db = handle.as_raw_handle().as_ptr();
-    // SAFETY: `db` is this connection's live handle, locked for the duration. The client
-    // data was set by `prepare_connection` from `Arc::into_raw` and stays valid until the
-    // connection closes, which cannot happen while we hold it; the count is incremented
-    // before `from_raw` so that the connection keeps its own reference.
-    let deadline = unsafe {
+    // SAFETY: `db` is this connection's live handle, locked for the duration.
+    let deadline = unsafe { deadline_of(db) }?;
+    deadline.arm(timeout);
+    Ok(deadline)
+}
+
+/// The connection's [`Deadline`], as attached by [`prepare_connection`].
+///
+/// # Safety
+/// `db` must be a live handle prepared by [`prepare_connection`], used by no other thread
+/// during the call.
+unsafe fn deadline_of(db: *mut ffi::sqlite3) -> Result<Deadline, sqlx::Error> {
+    // SAFETY: the client data was set by `prepare_connection` from `Arc::into_raw` and stays
+    // valid until the connection closes, which cannot happen while the caller holds it; the
+    // count is incremented before `from_raw` so that the connection keeps its own reference.
+    unsafe {
         let ptr = ffi::sqlite3_get_clientdata(db, DEADLINE_KEY.as_ptr())
             .cast::<AtomicU64>()
             .cast_const();
@@ -194,52 +213,344 @@ pub(crate) async fn arm(
             ));
         }
         Arc::increment_strong_count(ptr);
-        Deadline(Arc::from_raw(ptr))
-    };
-    let at = now_nanos()
-        .saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX))
-        .max(1);
-    deadline.0.store(at, Ordering::Release);
-    let types = match sql {
-        // SAFETY: `db` is locked for the duration (see above).
-        Some(sql) => unsafe { declared_types(db, sql) },
-        None => Vec::new(),
-    };
-    Ok((deadline, types))
+        Ok(Deadline(Arc::from_raw(ptr)))
+    }
 }
 
-/// See [`arm`].
+/// What a row reader is told to do with the next row (see [`RowSink`]).
+pub(crate) enum RowStep {
+    /// Before the requested offset: step past it without reading its cells.
+    Skip,
+    /// Read its cells and [`RowSink::push`] them.
+    Take,
+    /// A limit is reached: stop reading.
+    Stop,
+}
+
+/// Where a query's rows go, row by row (the paging and size limits live there).
+pub(crate) trait RowSink {
+    fn next_row(&mut self) -> RowStep;
+    /// Adds one row's cells; false when the row did not fit and reading should stop.
+    fn push(&mut self, cells: Vec<Value>) -> bool;
+}
+
+/// Runs one read-only statement on the connection's own handle and feeds its rows to
+/// `sink`, converting each cell straight from SQLite's storage with its declared type.
+///
+/// Why not sqlx's row stream: sqlx-sqlite runs statements on a worker thread and sends every
+/// row back through a channel with a copy of each value (`sqlite3_value_dup`), which for a
+/// 1,000-row answer costs more than SQLite's own work. Here the connection is locked once
+/// (one hand-off to the worker) and the statement is prepared, stepped and finalized
+/// directly. The statement deadline is armed as for every call, so the progress handler
+/// still interrupts a statement that runs too long. The work runs under `block_in_place`,
+/// so a long statement never holds up the runtime's other tasks.
+pub(crate) async fn read_rows(
+    conn: &mut SqliteConnection,
+    timeout: Duration,
+    sql: &str,
+    params: &[Value],
+    sink: &mut (dyn RowSink + Send),
+) -> Result<Vec<ColumnInfo>, ReadError> {
+    let mut handle = conn.lock_handle().await.map_err(ReadError::Sqlx)?;
+    let mut run = || run_locked(&mut handle, timeout, sql, params, sink);
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(run)
+    } else {
+        run()
+    }
+}
+
+/// How [`read_rows`] fails; the caller maps it to a [`SqlError`] with its limits.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    Sqlx(sqlx::Error),
+    /// The engine's message and extended result code.
+    Engine(String, c_int),
+    /// The progress handler stopped the statement at its deadline.
+    Interrupted,
+    Rejected(String),
+    InvalidInput(String),
+}
+
+fn run_locked(
+    handle: &mut sqlx::sqlite::LockedSqliteHandle<'_>,
+    timeout: Duration,
+    sql: &str,
+    params: &[Value],
+    sink: &mut (dyn RowSink + Send),
+) -> Result<Vec<ColumnInfo>, ReadError> {
+    let db = handle.as_raw_handle().as_ptr();
+    // SAFETY: `db` is this connection's live handle and the lock is held for the whole call,
+    // so no other thread uses it.
+    let deadline = unsafe { deadline_of(db) }.map_err(ReadError::Sqlx)?;
+    deadline.arm(timeout);
+    // SAFETY: as above.
+    let result = unsafe { step_all(db, sql, params, sink) };
+    // The statement is finalized by now: nothing is left running on this connection.
+    deadline.clear();
+    result
+}
+
+/// The engine's current error on `db`.
 ///
 /// # Safety
-/// `db` must be a live connection handle that no other thread uses during the call.
-unsafe fn declared_types(db: *mut ffi::sqlite3, sql: &str) -> Vec<Option<String>> {
-    let Ok(len) = c_int::try_from(sql.len()) else {
-        return Vec::new();
+/// `db` must be a live handle used by no other thread.
+unsafe fn engine_error(db: *mut ffi::sqlite3) -> ReadError {
+    // SAFETY: per the contract; the message is copied before any other call on `db`.
+    let (message, code) = unsafe {
+        (
+            c_str(ffi::sqlite3_errmsg(db))
+                .unwrap_or("unknown SQLite error")
+                .to_string(),
+            ffi::sqlite3_extended_errcode(db),
+        )
     };
-    let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
-    // SAFETY: per the contract, `db` is live and ours; `sql` outlives the call and its byte
-    // length is passed, so no NUL terminator is needed. The statement is only inspected
-    // (never stepped) and finalized before returning.
-    unsafe {
-        let rc = ffi::sqlite3_prepare_v2(
-            db,
-            sql.as_ptr().cast(),
-            len,
-            &mut stmt,
-            std::ptr::null_mut(),
-        );
-        if rc != ffi::SQLITE_OK || stmt.is_null() {
-            if !stmt.is_null() {
-                ffi::sqlite3_finalize(stmt);
-            }
-            return Vec::new();
+    if code & 0xff == ffi::SQLITE_INTERRUPT {
+        ReadError::Interrupted
+    } else {
+        ReadError::Engine(message, code)
+    }
+}
+
+/// Finalizes a prepared statement when dropped, whichever way the reader returns.
+struct Finalize(*mut ffi::sqlite3_stmt);
+
+impl Drop for Finalize {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from a successful prepare and is finalized exactly once.
+        unsafe { ffi::sqlite3_finalize(self.0) };
+    }
+}
+
+/// Prepares `sql`, binds `params`, and steps every row into `sink`.
+///
+/// # Safety
+/// `db` must be a live handle used by no other thread during the call.
+unsafe fn step_all(
+    db: *mut ffi::sqlite3,
+    sql: &str,
+    params: &[Value],
+    sink: &mut (dyn RowSink + Send),
+) -> Result<Vec<ColumnInfo>, ReadError> {
+    let len = c_int::try_from(sql.len())
+        .map_err(|_| ReadError::InvalidInput("the statement is too long".into()))?;
+    let mut raw: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
+    let mut tail: *const c_char = std::ptr::null();
+    // SAFETY: `sql` outlives the call and its byte length is passed (no NUL needed).
+    let rc = unsafe { ffi::sqlite3_prepare_v2(db, sql.as_ptr().cast(), len, &mut raw, &mut tail) };
+    if rc != ffi::SQLITE_OK {
+        if !raw.is_null() {
+            drop(Finalize(raw));
         }
-        let count = ffi::sqlite3_column_count(stmt);
-        let types = (0..count)
-            .map(|i| c_str(ffi::sqlite3_column_decltype(stmt, i)).map(str::to_string))
-            .collect();
-        ffi::sqlite3_finalize(stmt);
-        types
+        // SAFETY: per the contract.
+        return Err(unsafe { engine_error(db) });
+    }
+    if raw.is_null() {
+        // Only whitespace or comments: no statement, no rows.
+        return Ok(Vec::new());
+    }
+    let stmt = Finalize(raw);
+    // What follows the first statement must hold no other one (the classifier already
+    // refused such input; this holds even if it had not).
+    let consumed = (tail as usize).saturating_sub(sql.as_ptr() as usize);
+    if let Some(rest) = sql.get(consumed..)
+        && !rest.trim().is_empty()
+        && !rest
+            .trim_start_matches([';', ' ', '\t', '\r', '\n'])
+            .is_empty()
+    {
+        let rest_len = c_int::try_from(rest.len()).unwrap_or(c_int::MAX);
+        let mut next: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
+        // SAFETY: as above; the second statement is only checked for existence.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v2(
+                db,
+                rest.as_ptr().cast(),
+                rest_len,
+                &mut next,
+                std::ptr::null_mut(),
+            )
+        };
+        let another = rc != ffi::SQLITE_OK || !next.is_null();
+        if !next.is_null() {
+            drop(Finalize(next));
+        }
+        if another {
+            return Err(ReadError::Rejected(
+                "only one statement per call is allowed; send the statements one at a time".into(),
+            ));
+        }
+    }
+
+    // SAFETY (this block and the loop below): `stmt.0` is a live statement of `db`.
+    let wanted = unsafe { ffi::sqlite3_bind_parameter_count(stmt.0) };
+    if usize::try_from(wanted).ok() != Some(params.len()) {
+        return Err(ReadError::InvalidInput(format!(
+            "the statement has {wanted} parameter{} but {} were given",
+            if wanted == 1 { "" } else { "s" },
+            params.len()
+        )));
+    }
+    for (i, value) in params.iter().enumerate() {
+        let index = c_int::try_from(i + 1).unwrap_or(c_int::MAX);
+        let text;
+        let rc = unsafe {
+            match value {
+                Value::Null => ffi::sqlite3_bind_null(stmt.0, index),
+                Value::Bool(b) => ffi::sqlite3_bind_int64(stmt.0, index, i64::from(*b)),
+                Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                    (Some(i), _) => ffi::sqlite3_bind_int64(stmt.0, index, i),
+                    (None, Some(f)) => ffi::sqlite3_bind_double(stmt.0, index, f),
+                    (None, None) => {
+                        text = n.to_string();
+                        bind_text(stmt.0, index, &text)
+                    }
+                },
+                Value::String(s) => bind_text(stmt.0, index, s),
+                // Arrays and objects are bound as their JSON text (SQLite's JSON functions
+                // read it).
+                other => {
+                    text = other.to_string();
+                    bind_text(stmt.0, index, &text)
+                }
+            }
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(unsafe { engine_error(db) });
+        }
+    }
+
+    let count = unsafe { ffi::sqlite3_column_count(stmt.0) };
+    let ncols = usize::try_from(count).unwrap_or(0);
+    let mut columns = Vec::with_capacity(ncols);
+    let mut classes = Vec::with_capacity(ncols);
+    for i in 0..count {
+        let name = unsafe { c_str(ffi::sqlite3_column_name(stmt.0, i)) }.unwrap_or("?");
+        let declared = unsafe { c_str(ffi::sqlite3_column_decltype(stmt.0, i)) };
+        classes.push(declared.map(SqliteClass::of));
+        columns.push(ColumnInfo {
+            name: name.to_string(),
+            // Filled from the first row's storage class when the column has no declared
+            // type (an expression).
+            type_name: declared.unwrap_or_default().to_string(),
+        });
+    }
+    let mut first_row = true;
+    loop {
+        match unsafe { ffi::sqlite3_step(stmt.0) } {
+            ffi::SQLITE_ROW => {}
+            ffi::SQLITE_DONE => break,
+            _ => return Err(unsafe { engine_error(db) }),
+        }
+        if first_row {
+            first_row = false;
+            for (i, column) in columns.iter_mut().enumerate() {
+                if column.type_name.is_empty() {
+                    let storage = unsafe { ffi::sqlite3_column_type(stmt.0, i as c_int) };
+                    column.type_name = storage_name(storage).to_string();
+                }
+            }
+        }
+        match sink.next_row() {
+            RowStep::Skip => continue,
+            RowStep::Stop => break,
+            RowStep::Take => {}
+        }
+        let mut cells = Vec::with_capacity(ncols);
+        for (i, class) in classes.iter().enumerate() {
+            let i = i as c_int;
+            let storage = unsafe { ffi::sqlite3_column_type(stmt.0, i) };
+            let cell = unsafe { stored_cell(stmt.0, i, storage) };
+            let class = class.unwrap_or_else(|| SqliteClass::of(storage_name(storage)));
+            cells.push(values::sqlite_cell(cell, class));
+        }
+        if !sink.push(cells) {
+            break;
+        }
+    }
+    for column in &mut columns {
+        if column.type_name.is_empty() {
+            column.type_name = "NULL".into();
+        }
+    }
+    Ok(columns)
+}
+
+/// SQLite's name for a storage class (what sqlx reports for an expression's value).
+fn storage_name(storage: c_int) -> &'static str {
+    match storage {
+        ffi::SQLITE_INTEGER => "INTEGER",
+        ffi::SQLITE_FLOAT => "REAL",
+        ffi::SQLITE_BLOB => "BLOB",
+        ffi::SQLITE_TEXT => "TEXT",
+        _ => "NULL",
+    }
+}
+
+/// Binds `text` (copied by SQLite).
+///
+/// # Safety
+/// `stmt` must be a live statement used by no other thread.
+unsafe fn bind_text(stmt: *mut ffi::sqlite3_stmt, index: c_int, text: &str) -> c_int {
+    let Ok(len) = c_int::try_from(text.len()) else {
+        return ffi::SQLITE_TOOBIG;
+    };
+    // SAFETY: per the contract; SQLITE_TRANSIENT makes SQLite copy the bytes.
+    unsafe {
+        ffi::sqlite3_bind_text(
+            stmt,
+            index,
+            text.as_ptr().cast(),
+            len,
+            ffi::SQLITE_TRANSIENT(),
+        )
+    }
+}
+
+/// Column `i` of the current row in its storage class, borrowed from the statement (valid
+/// until the next step).
+///
+/// # Safety
+/// `stmt` must be a live statement positioned on a row, used by no other thread.
+unsafe fn stored_cell<'a>(
+    stmt: *mut ffi::sqlite3_stmt,
+    i: c_int,
+    storage: c_int,
+) -> StoredCell<'a> {
+    // SAFETY: per the contract. The pointer is read before `column_bytes` (SQLite's
+    // documented order), and a NULL pointer (empty value) is read as empty.
+    unsafe {
+        match storage {
+            ffi::SQLITE_INTEGER => StoredCell::Integer(ffi::sqlite3_column_int64(stmt, i)),
+            ffi::SQLITE_FLOAT => StoredCell::Real(ffi::sqlite3_column_double(stmt, i)),
+            ffi::SQLITE_BLOB => {
+                let ptr = ffi::sqlite3_column_blob(stmt, i).cast::<u8>();
+                let len = usize::try_from(ffi::sqlite3_column_bytes(stmt, i)).unwrap_or(0);
+                if ptr.is_null() || len == 0 {
+                    StoredCell::Blob(&[])
+                } else {
+                    StoredCell::Blob(std::slice::from_raw_parts(ptr, len))
+                }
+            }
+            ffi::SQLITE_TEXT => {
+                let ptr = ffi::sqlite3_column_text(stmt, i);
+                let len = usize::try_from(ffi::sqlite3_column_bytes(stmt, i)).unwrap_or(0);
+                if ptr.is_null() || len == 0 {
+                    StoredCell::Text("".into())
+                } else {
+                    let bytes = std::slice::from_raw_parts(ptr, len);
+                    // The strict check is the fast path; invalid UTF-8 (SQLite stores any
+                    // bytes as TEXT) is shown with replacement characters.
+                    match std::str::from_utf8(bytes) {
+                        Ok(text) => StoredCell::Text(text.into()),
+                        Err(_) => StoredCell::Text(String::from_utf8_lossy(bytes)),
+                    }
+                }
+            }
+            _ => StoredCell::Null,
+        }
     }
 }
 

@@ -222,55 +222,65 @@ pub(crate) fn sqlite_value_in(
     i: usize,
     class: Option<SqliteClass>,
 ) -> Result<Value, sqlx::Error> {
-    enum Storage {
-        Integer,
-        Real,
-        Blob,
-        Text,
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
     }
-    let storage = {
-        let raw = row.try_get_raw(i)?;
-        if raw.is_null() {
-            return Ok(Value::Null);
-        }
-        match raw.type_info().name() {
-            "INTEGER" | "INT8" | "BOOLEAN" | "INT" => Storage::Integer,
-            "REAL" => Storage::Real,
-            "BLOB" => Storage::Blob,
-            _ => Storage::Text,
-        }
-    };
+    let storage = raw.type_info().name().to_string();
     let class = class.unwrap_or_else(|| SqliteClass::of(row.column(i).type_info().name()));
-    Ok(match storage {
-        Storage::Integer => {
-            let n = row.try_get_unchecked::<i64, _>(i)?;
-            match class {
-                SqliteClass::Boolean => Value::Bool(n != 0),
-                SqliteClass::Numeric => Value::String(n.to_string()),
-                _ => Value::from(n),
-            }
-        }
-        Storage::Real => {
-            let f = row.try_get_unchecked::<f64, _>(i)?;
-            match class {
-                SqliteClass::Numeric => Value::String(f.to_string()),
-                _ => float(f),
-            }
-        }
-        Storage::Blob => b64(&row.try_get_unchecked::<Vec<u8>, _>(i)?),
-        Storage::Text => {
-            let s = row.try_get_unchecked::<String, _>(i)?;
-            match class {
-                SqliteClass::DateTime => {
-                    match NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f") {
-                        Ok(dt) => iso_datetime(dt),
-                        Err(_) => Value::String(s),
-                    }
-                }
-                _ => Value::String(s),
-            }
-        }
+    Ok(match storage.as_str() {
+        "INTEGER" | "INT8" | "BOOLEAN" | "INT" => sqlite_cell(
+            StoredCell::Integer(row.try_get_unchecked::<i64, _>(i)?),
+            class,
+        ),
+        "REAL" => sqlite_cell(StoredCell::Real(row.try_get_unchecked::<f64, _>(i)?), class),
+        "BLOB" => sqlite_cell(
+            StoredCell::Blob(&row.try_get_unchecked::<Vec<u8>, _>(i)?),
+            class,
+        ),
+        _ => sqlite_cell(
+            StoredCell::Text(row.try_get_unchecked::<String, _>(i)?.into()),
+            class,
+        ),
     })
+}
+
+/// A SQLite value in its storage class, as the engine hands it over (text is borrowed when
+/// it is valid UTF-8).
+pub(crate) enum StoredCell<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Blob(&'a [u8]),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+/// The JSON of one SQLite value: its storage class read through the column's declared
+/// type (exact decimals, booleans, ISO 8601 timestamps). The one mapping behind both the
+/// sqlx rows and the direct reader in `sqlite::read_rows`.
+pub(crate) fn sqlite_cell(cell: StoredCell<'_>, class: SqliteClass) -> Value {
+    match cell {
+        StoredCell::Null => Value::Null,
+        StoredCell::Integer(n) => match class {
+            SqliteClass::Boolean => Value::Bool(n != 0),
+            SqliteClass::Numeric => Value::String(n.to_string()),
+            _ => Value::from(n),
+        },
+        StoredCell::Real(f) => match class {
+            SqliteClass::Numeric => Value::String(f.to_string()),
+            _ => float(f),
+        },
+        StoredCell::Blob(bytes) => b64(bytes),
+        StoredCell::Text(s) => match class {
+            SqliteClass::DateTime => {
+                match NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f") {
+                    Ok(dt) => iso_datetime(dt),
+                    Err(_) => Value::String(s.into_owned()),
+                }
+            }
+            _ => Value::String(s.into_owned()),
+        },
+    }
 }
 
 /// Text for a JSON parameter when it is bound as text (PostgreSQL `insert_record`).

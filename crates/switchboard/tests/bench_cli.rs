@@ -204,4 +204,50 @@ async fn bench_launches_a_stdio_server() {
     .expect("bench over stdio");
     check(&report, "stdio", 2, 1);
     assert_eq!(report["calls"].as_u64(), Some(50), "{report}");
+    assert_eq!(report["client"], "rmcp", "{report}");
+    assert!(
+        report["server_cpu_us_per_call"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+
+    // The wire-level client: same server, same report.
+    let server = [BIN, "--log", "warn", "server", "echo"];
+    let wire = [
+        "--wire",
+        "--calls",
+        "50",
+        "--warmup",
+        "5",
+        "--concurrency",
+        "2",
+    ];
+    let report = bench(&[&wire[..], &["--"], &server[..]].concat(), dir.path())
+        .await
+        .expect("bench --wire");
+    check(&report, "stdio", 2, 1);
+    assert_eq!(report["client"], "wire", "{report}");
+    assert_eq!(report["calls"].as_u64(), Some(50), "{report}");
+    assert!(
+        report["server_cpu_us_per_call"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+
+    // It matches answers to calls and counts the errors: an unknown tool fails every call.
+    let report = bench_tool(
+        "no_such_tool",
+        &[&wire[..], &["--allow-errors", "--"], &server[..]].concat(),
+        dir.path(),
+    )
+    .await
+    .expect("bench --wire --allow-errors");
+    assert_eq!(report["errors"].as_u64(), Some(50), "{report}");
+    assert_eq!(report["calls"].as_u64(), Some(0), "{report}");
+    let refused = bench_tool(
+        "no_such_tool",
+        &[&wire[..], &["--"], &server[..]].concat(),
+        dir.path(),
+    )
+    .await
+    .expect_err("an unknown tool is an error");
+    assert!(refused.contains("protocol error"), "{refused}");
 }

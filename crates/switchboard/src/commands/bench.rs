@@ -13,6 +13,10 @@
 //! one session per worker, which is how a gateway is used: many clients, each with its own
 //! session and one call at a time. `--sessions 1` multiplexes every call over one session
 //! (one HTTP request per call, up to C in flight).
+//!
+//! `--wire` (stdio only) swaps the rmcp client for one that checks each answer's id, error
+//! and `isError` while skipping its content (`bench_wire`): for large answers, where the
+//! rmcp client's decoding would cost more than the server's work.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +30,7 @@ use rmcp::{
 };
 use switchboard_transport::{ConnectOptions, Era, Upstream};
 
-use super::tools::EraArg;
+use super::{bench_wire::WireClient, tools::EraArg};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -74,6 +78,10 @@ pub struct BenchArgs {
     /// Print one JSON line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Use the wire-level stdio client: every answer is parsed as JSON and its id, error and
+    /// `isError` checked, but its content is skipped rather than decoded into values.
+    #[arg(long, conflicts_with_all = ["url", "sse"])]
+    pub wire: bool,
     /// Count failed calls (protocol errors or `isError`) instead of stopping at the first.
     #[arg(long)]
     pub allow_errors: bool,
@@ -82,11 +90,52 @@ pub struct BenchArgs {
     pub command: Vec<String>,
 }
 
-type Client = RunningService<RoleClient, ClientConfig>;
+/// One open session, through the rmcp client or the wire-level one.
+enum Client {
+    /// `pid`: the server process, when this session launched one.
+    Rmcp {
+        service: RunningService<RoleClient, ClientConfig>,
+        pid: Option<u32>,
+    },
+    Wire(std::sync::Arc<WireClient>),
+}
+
+/// A handle a worker calls through.
+#[derive(Clone)]
+enum Caller {
+    Rmcp(rmcp::Peer<RoleClient>),
+    Wire(std::sync::Arc<WireClient>),
+}
+
+impl Client {
+    fn caller(&self) -> Caller {
+        match self {
+            Client::Rmcp { service, .. } => Caller::Rmcp(service.peer().clone()),
+            Client::Wire(client) => Caller::Wire(client.clone()),
+        }
+    }
+
+    fn server_pid(&self) -> Option<u32> {
+        match self {
+            Client::Rmcp { pid, .. } => *pid,
+            Client::Wire(client) => client.pid(),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Client::Rmcp { service, .. } => {
+                let _ = service.cancel().await;
+            }
+            Client::Wire(client) => drop(client),
+        }
+    }
+}
 
 /// How the sessions are opened; every session gets the same call pattern afterwards.
 enum Target {
     Command(Vec<String>),
+    Wire(Vec<String>),
     Remote {
         upstream: Upstream,
         options: Box<ConnectOptions>,
@@ -96,6 +145,7 @@ enum Target {
 impl Target {
     fn from_args(args: &BenchArgs, in_flight_per_session: usize) -> anyhow::Result<Target> {
         let (url, sse) = match (&args.url, &args.sse) {
+            (None, None) if args.wire => return Ok(Target::Wire(args.command.clone())),
             (None, None) => return Ok(Target::Command(args.command.clone())),
             (Some(url), _) => (url, false),
             (None, Some(url)) => (url, true),
@@ -139,7 +189,7 @@ impl Target {
 
     fn transport(&self) -> &'static str {
         match self {
-            Target::Command(_) => "stdio",
+            Target::Command(_) | Target::Wire(_) => "stdio",
             Target::Remote {
                 upstream: Upstream::Sse { .. },
                 ..
@@ -161,14 +211,20 @@ impl Target {
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .context("could not start the server")?;
+                let pid = transport.id();
                 ClientConfig::default()
                     .serve(transport)
                     .await
+                    .map(|service| Client::Rmcp { service, pid })
                     .context("the server did not complete initialize")
             }
+            Target::Wire(command) => Ok(Client::Wire(std::sync::Arc::new(
+                WireClient::connect(command).await?,
+            ))),
             Target::Remote { upstream, options } => {
                 switchboard_transport::connect(upstream, ClientConfig::default(), options)
                     .await
+                    .map(|service| Client::Rmcp { service, pid: None })
                     .context("could not connect to the server")
             }
         }
@@ -185,14 +241,29 @@ enum Budget {
 
 type CallOutcome = Result<Duration, String>;
 
-async fn call(peer: &rmcp::Peer<RoleClient>, request: CallToolRequestParams) -> CallOutcome {
+/// A call as each client needs it: rmcp's typed request, or the wire client's serialized
+/// params.
+struct Call {
+    request: CallToolRequestParams,
+    wire_params: String,
+}
+
+async fn call(caller: &Caller, call: &Call) -> CallOutcome {
     let started = Instant::now();
-    let outcome = peer.call_tool(request).await;
-    let elapsed = started.elapsed();
-    match outcome {
-        Ok(result) if result.is_error != Some(true) => Ok(elapsed),
-        Ok(result) => Err(format!("tool error: {:?}", result.content)),
-        Err(err) => Err(format!("protocol error: {err}")),
+    match caller {
+        Caller::Rmcp(peer) => {
+            let outcome = peer.call_tool(call.request.clone()).await;
+            let elapsed = started.elapsed();
+            match outcome {
+                Ok(result) if result.is_error != Some(true) => Ok(elapsed),
+                Ok(result) => Err(format!("tool error: {:?}", result.content)),
+                Err(err) => Err(format!("protocol error: {err}")),
+            }
+        }
+        Caller::Wire(client) => client
+            .call(&call.wire_params)
+            .await
+            .map(|()| started.elapsed()),
     }
 }
 
@@ -201,14 +272,14 @@ async fn call(peer: &rmcp::Peer<RoleClient>, request: CallToolRequestParams) -> 
 async fn phase(
     clients: &[Client],
     concurrency: usize,
-    request: &CallToolRequestParams,
+    request: &std::sync::Arc<Call>,
     budget: Budget,
     stop_on_error: bool,
 ) -> anyhow::Result<(Vec<Duration>, Vec<String>, Duration)> {
     let started = Instant::now();
     let mut workers = Vec::with_capacity(concurrency);
     for worker in 0..concurrency {
-        let peer = clients[worker % clients.len()].peer().clone();
+        let caller = clients[worker % clients.len()].caller();
         let request = request.clone();
         let quota = match budget {
             // Spread the calls so the total is exact.
@@ -226,7 +297,7 @@ async fn phase(
                     break;
                 }
                 sent += 1;
-                match call(&peer, request.clone()).await {
+                match call(&caller, &request).await {
                     Ok(latency) => latencies.push(latency),
                     Err(err) => {
                         errors.push(err);
@@ -282,18 +353,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
-    let request = CallToolRequestParams::new(args.tool.clone()).with_arguments(arguments);
-    let result = measure(&args, &clients, concurrency, &request).await;
+    let wire_params = serde_json::to_string(&serde_json::json!({
+        "name": args.tool,
+        "arguments": arguments,
+    }))?;
+    let request = std::sync::Arc::new(Call {
+        request: CallToolRequestParams::new(args.tool.clone()).with_arguments(arguments),
+        wire_params,
+    });
+    let pids: Vec<u32> = clients.iter().filter_map(Client::server_pid).collect();
+    let result = measure(&args, &clients, concurrency, &request, &pids).await;
     for client in clients {
-        let _ = client.cancel().await;
+        client.close().await;
     }
-    let (latencies, errors, wall) = result?;
+    let (latencies, errors, wall, server_cpu) = result?;
     if !args.allow_errors && !errors.is_empty() {
         bail!("{} of the calls failed; first: {}", errors.len(), errors[0]);
     }
     let mut latencies = latencies;
     latencies.sort();
-    let report = Report::new(
+    let mut report = Report::new(
         &args.label,
         &args.tool,
         target.transport(),
@@ -303,6 +382,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         errors.len(),
         wall,
     );
+    if args.wire {
+        report.client = "wire";
+    }
+    report.server_cpu_us_per_call = server_cpu
+        .map(|cpu| (cpu.as_secs_f64() * 1e6 / report.calls.max(1) as f64 * 10.0).round() / 10.0);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -315,8 +399,9 @@ async fn measure(
     args: &BenchArgs,
     clients: &[Client],
     concurrency: usize,
-    request: &CallToolRequestParams,
-) -> anyhow::Result<(Vec<Duration>, Vec<String>, Duration)> {
+    request: &std::sync::Arc<Call>,
+    server_pids: &[u32],
+) -> anyhow::Result<(Vec<Duration>, Vec<String>, Duration, Option<Duration>)> {
     if args.warmup > 0 {
         let (_, errors, _) = phase(
             clients,
@@ -336,7 +421,38 @@ async fn measure(
         Some(secs) => Budget::Until(Instant::now() + Duration::from_secs_f64(secs)),
         None => Budget::Calls(args.calls),
     };
-    phase(clients, concurrency, request, budget, false).await
+    let cpu_before = servers_cpu(server_pids);
+    let (latencies, errors, wall) = phase(clients, concurrency, request, budget, false).await?;
+    let server_cpu = match (cpu_before, servers_cpu(server_pids)) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
+    Ok((latencies, errors, wall, server_cpu))
+}
+
+/// CPU time the server processes have used so far (every live thread's
+/// `/proc/<pid>/task/<tid>/schedstat`, in nanoseconds): the server's own cost per call,
+/// whatever the client and the rest of the machine do. `None` off Linux or without pids.
+fn servers_cpu(pids: &[u32]) -> Option<Duration> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut total = 0u64;
+    for pid in pids {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                continue;
+            };
+            let ns = stat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            total = total.saturating_add(ns);
+        }
+    }
+    Some(Duration::from_nanos(total))
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -344,6 +460,8 @@ struct Report {
     label: String,
     tool: String,
     transport: &'static str,
+    /// `rmcp` (decodes every answer) or `wire` (checks it, see `--wire`).
+    client: &'static str,
     concurrency: usize,
     sessions: usize,
     calls: usize,
@@ -353,6 +471,9 @@ struct Report {
     p90_us: u128,
     p99_us: u128,
     max_us: u128,
+    /// CPU time of the server process(es) per measured call (stdio targets on Linux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_cpu_us_per_call: Option<f64>,
 }
 
 impl Report {
@@ -378,6 +499,7 @@ impl Report {
             label: label.to_string(),
             tool: tool.to_string(),
             transport,
+            client: "rmcp",
             concurrency,
             sessions,
             calls: sorted.len(),
@@ -387,6 +509,7 @@ impl Report {
             p90_us: pct(0.90),
             p99_us: pct(0.99),
             max_us: sorted.last().map(|d| d.as_micros()).unwrap_or(0),
+            server_cpu_us_per_call: None,
         }
     }
 }
@@ -395,10 +518,11 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {} ({}) c={} sessions={}: {} calls, {:.0} calls/s, p50 {} µs, p90 {} µs, p99 {} µs, max {} µs, {} errors",
+            "{} {} ({}, {} client) c={} sessions={}: {} calls, {:.0} calls/s, p50 {} µs, p90 {} µs, p99 {} µs, max {} µs, {} errors",
             self.label,
             self.tool,
             self.transport,
+            self.client,
             self.concurrency,
             self.sessions,
             self.calls,
@@ -408,6 +532,10 @@ impl std::fmt::Display for Report {
             self.p99_us,
             self.max_us,
             self.errors
-        )
+        )?;
+        if let Some(cpu) = self.server_cpu_us_per_call {
+            write!(f, ", server CPU {cpu} µs/call")?;
+        }
+        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 mod agent;
 mod audit;
 mod bench;
+mod bench_wire;
 mod call;
 mod config;
 mod key;
