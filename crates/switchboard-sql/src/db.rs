@@ -1316,6 +1316,17 @@ fn collect_strings(value: &Value, out: &mut Vec<String>) {
 
 #[cfg(test)]
 mod tests {
+    /// A [`Database`] on the SQLite file at `path`, with the default limits.
+    async fn sqlite_database(path: &std::path::Path) -> Database {
+        let config = SqlConfig {
+            url: Some(DatabaseUrl::new(format!("sqlite://{}", path.display()))),
+            ..SqlConfig::default()
+        };
+        Database::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The direct SQLite reader (`sqlite::read_rows`): every storage class and declared
     /// type, invalid UTF-8, expression columns, bound parameters and their count, paging.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1342,13 +1353,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         }
-        let config = SqlConfig {
-            url: Some(DatabaseUrl::new(format!("sqlite://{}", path.display()))),
-            ..SqlConfig::default()
-        };
-        let db = Database::connect(&config)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let db = sqlite_database(&path).await;
         let out = db
             .query(
                 "SELECT *, i + 1 AS next FROM t ORDER BY rowid",
@@ -1456,13 +1461,7 @@ mod tests {
             .await
             .map_err(|e| e.to_string())
             .unwrap_or_else(|e| panic!("{e}"));
-        let config = SqlConfig {
-            url: Some(DatabaseUrl::new(format!("sqlite://{}", path.display()))),
-            ..SqlConfig::default()
-        };
-        let db = Database::connect(&config)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let db = sqlite_database(&path).await;
         let Pools::Sqlite { read, write } = &db.pools else {
             panic!("not sqlite")
         };

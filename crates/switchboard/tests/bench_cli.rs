@@ -183,59 +183,36 @@ async fn bench_url_sends_the_given_headers() {
 #[tokio::test]
 async fn bench_launches_a_stdio_server() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let report = bench(
-        &[
-            "--calls",
-            "50",
-            "--warmup",
-            "5",
-            "--concurrency",
-            "2",
-            "--",
-            BIN,
-            "--log",
-            "warn",
-            "server",
-            "echo",
-        ],
-        dir.path(),
-    )
-    .await
-    .expect("bench over stdio");
-    check(&report, "stdio", 2, 1);
-    assert_eq!(report["calls"].as_u64(), Some(50), "{report}");
-    assert_eq!(report["client"], "rmcp", "{report}");
-    assert!(
-        report["server_cpu_us_per_call"].as_f64().unwrap_or(0.0) > 0.0,
-        "{report}"
-    );
-
-    // The wire-level client: same server, same report.
     let server = [BIN, "--log", "warn", "server", "echo"];
-    let wire = [
-        "--wire",
-        "--calls",
-        "50",
-        "--warmup",
-        "5",
-        "--concurrency",
-        "2",
-    ];
-    let report = bench(&[&wire[..], &["--"], &server[..]].concat(), dir.path())
+    let calls = ["--calls", "50", "--warmup", "5", "--concurrency", "2"];
+    // The rmcp client, then the wire-level one: same server, same report.
+    for client in ["rmcp", "wire"] {
+        let wire: &[&str] = if client == "wire" { &["--wire"] } else { &[] };
+        let report = bench(
+            &[wire, &calls[..], &["--"], &server[..]].concat(),
+            dir.path(),
+        )
         .await
-        .expect("bench --wire");
-    check(&report, "stdio", 2, 1);
-    assert_eq!(report["client"], "wire", "{report}");
-    assert_eq!(report["calls"].as_u64(), Some(50), "{report}");
-    assert!(
-        report["server_cpu_us_per_call"].as_f64().unwrap_or(0.0) > 0.0,
-        "{report}"
-    );
+        .unwrap_or_else(|e| panic!("bench over stdio, {client} client: {e}"));
+        check(&report, "stdio", 2, 1);
+        assert_eq!(report["calls"].as_u64(), Some(50), "{report}");
+        assert_eq!(report["client"], client, "{report}");
+        assert!(
+            report["server_cpu_us_per_call"].as_f64().unwrap_or(0.0) > 0.0,
+            "{report}"
+        );
+    }
 
     // It matches answers to calls and counts the errors: an unknown tool fails every call.
     let report = bench_tool(
         "no_such_tool",
-        &[&wire[..], &["--allow-errors", "--"], &server[..]].concat(),
+        &[
+            &["--wire"],
+            &calls[..],
+            &["--allow-errors", "--"],
+            &server[..],
+        ]
+        .concat(),
         dir.path(),
     )
     .await
@@ -244,7 +221,7 @@ async fn bench_launches_a_stdio_server() {
     assert_eq!(report["calls"].as_u64(), Some(0), "{report}");
     let refused = bench_tool(
         "no_such_tool",
-        &[&wire[..], &["--"], &server[..]].concat(),
+        &[&["--wire"], &calls[..], &["--"], &server[..]].concat(),
         dir.path(),
     )
     .await
