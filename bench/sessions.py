@@ -3,8 +3,9 @@
 then samples the gateway's RSS. Standard library only.
 
 Usage: sessions.py URL PID N [--after-idle]  -> prints one JSON line: sessions opened, RSS
-before/after (KiB), per-session KiB, and how many of a sample of the sessions still answer
-tools/list. With --after-idle it then waits (polling /metrics) until the gateway's idle timeout
+before/after (KiB), per-session KiB, the peak RSS, how many sessions the gateway holds in memory
+and has moved out (its /metrics), and how many of the N sessions answer tools/list (every one is
+asked once, least recent first, so each one moved out of memory is rebuilt from its id). With --after-idle it then waits (polling /metrics) until the gateway's idle timeout
 has taken every session out of memory, reports RSS, and checks that the sampled sessions resume
 from their sealed ids.
 """
@@ -21,6 +22,24 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise SystemExit(f"no VmRSS for pid {pid}")
+
+
+def metric(url_parts, name):
+    conn = http.client.HTTPConnection(url_parts.hostname, url_parts.port, timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    for line in text.splitlines():
+        if line.startswith(f"switchboard_{name}"):
+            return float(line.split()[-1])
+    return None
+
+
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
 
 
 def post(conn, path, body, session=None):
@@ -58,13 +77,20 @@ def main():
         sessions.append(sid)
     opened_secs = time.monotonic() - started
     after = rss_kib(pid)
+    in_memory = metric(parts, "sessions_active")
     step = max(1, n // 100)
     alive = 0
-    for sid in sessions[::step]:
+    for sid in sessions:
         status, _, data = post(conn, parts.path,
                                {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid)
         alive += status == 200 and b'"tools"' in data
-    report = {}
+    report = {
+        "in_memory": in_memory,
+        "answered": alive,
+        "rss_after_all_used_kib": rss_kib(pid),
+        "evicted": metric(parts, "sessions_evicted_total") or metric(parts, "sessions_evicted"),
+        "rss_peak_kib": peak_rss_kib(pid),
+    }
     if "--after-idle" in sys.argv[4:]:
         base = f"{parts.scheme}://{parts.netloc}"
         deadline = time.monotonic() + 600
@@ -91,7 +117,6 @@ def main():
         "sessions": n, "open_secs": round(opened_secs, 1),
         "rss_before_kib": before, "rss_held_kib": after,
         "kib_per_session": round((after - before) / n, 1),
-        "sampled": len(sessions[::step]), "sampled_alive": alive,
         "token_bytes": len(sessions[0]) if sessions else 0,
         **report,
     }))

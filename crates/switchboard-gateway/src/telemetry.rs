@@ -442,9 +442,10 @@ impl Observer {
             g
         };
         let http = self.http.get();
-        let sessions = http
-            .and_then(|h| h.sessions.as_ref())
-            .map_or(0, |s| s.session_count());
+        let session_manager = http.and_then(|h| h.sessions.as_ref());
+        let sessions = session_manager.map_or(0, |s| s.session_count());
+        let sessions_evicted = Counter::<u64>::default();
+        sessions_evicted.inc_by(session_manager.map_or(0, |s| s.evicted_count()));
         let sse = http
             .and_then(|h| h.legacy_sse.as_ref())
             .map_or(0, |s| s.connection_count());
@@ -452,6 +453,11 @@ impl Observer {
             "sessions_active",
             "Open Streamable HTTP sessions (session-era clients)",
             gauge(sessions),
+        );
+        registry.register(
+            "sessions_evicted",
+            "Idle sessions moved out of memory at --max-sessions since start (they resume from their ids)",
+            sessions_evicted,
         );
         registry.register(
             "sse_streams_active",

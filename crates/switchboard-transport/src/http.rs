@@ -40,9 +40,12 @@ pub struct HttpLimits {
     /// A session-era Streamable HTTP session is closed and freed after this long without a
     /// request, even if the client never sends DELETE. Default 300 s.
     pub session_idle_timeout: Duration,
-    /// Most Streamable HTTP sessions (session-era clients) open at once; `initialize` beyond
-    /// it fails with HTTP 500 and the message "session limit reached". Stateless 2026-07-28
-    /// requests open no session and are not counted. Default 1024.
+    /// Most Streamable HTTP sessions (session-era clients) held in memory at once (~50 KiB
+    /// each). At the cap, the least recently used session with no call under way and no open
+    /// `GET` stream leaves memory; its sealed id still works, and its next request rebuilds it
+    /// (as after `session_idle_timeout`). Only when every session in memory is busy does
+    /// `initialize` fail, with HTTP 500 and the message "session limit reached". Stateless
+    /// 2026-07-28 requests open no session and are not counted. Default 1024.
     pub max_sessions: usize,
     /// Events kept for `Last-Event-ID` replay on Streamable HTTP, across all streams (oldest
     /// dropped first). 0 (the default) uses rmcp's built-in per-stream cache instead (the

@@ -1,9 +1,14 @@
-//! Streamable HTTP session hardening: a cap on live sessions, observable session counts, and a
-//! bounded in-memory event store for `Last-Event-ID` resumption.
+//! Streamable HTTP session hardening: a cap on the sessions held in memory, observable session
+//! counts, and a bounded in-memory event store for `Last-Event-ID` resumption.
 //!
-//! rmcp's `LocalSessionManager` creates sessions without limit, so one client looping on
-//! `initialize` could exhaust memory. [`CappedSessionManager`] wraps it and refuses
-//! `create_session` beyond the cap. Idle sessions are reaped by rmcp itself: each session's
+//! rmcp's `LocalSessionManager` creates sessions without limit, and each costs ~50 KiB of
+//! channels and tasks, so one client looping on `initialize` could exhaust memory.
+//! [`CappedSessionManager`] wraps it and keeps at most `max_sessions` in memory. Session ids are
+//! sealed tokens ([`crate::sealed`]) that carry what rmcp needs to rebuild a session, so a
+//! session does not have to stay in memory to stay alive: at the cap, the least recently used
+//! session with no open stream (no call under way, no `GET` stream) leaves memory, and its next
+//! request rebuilds it, as a session that idled out is rebuilt. Only when every session in memory
+//! is busy is a new one refused. Idle sessions are reaped by rmcp itself: each session's
 //! worker quits after `SessionConfig::keep_alive` without activity, and (since the fix for
 //! rmcp issue #1244) the service then calls `close_session`, which lands here and is counted,
 //! so tests can wait for the count instead of sleeping.
@@ -15,7 +20,12 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
 };
 
 use futures::Stream;
@@ -36,20 +46,25 @@ use tokio::sync::watch;
 #[derive(Debug, thiserror::Error)]
 pub enum SessionManagerError {
     #[error(
-        "session limit reached: {limit} sessions are open; close one (HTTP DELETE) or wait for idle sessions to expire"
+        "session limit reached: {limit} sessions are in memory and all of them are busy (a call under way or a GET stream open); retry when one finishes"
     )]
     LimitReached { limit: usize },
     #[error(transparent)]
     Local(#[from] LocalSessionManagerError),
 }
 
-/// rmcp's `LocalSessionManager` with a cap on concurrent sessions and a live session count.
+/// rmcp's `LocalSessionManager` with a cap on the sessions held in memory, least-recently-used
+/// eviction of idle ones, and a live session count.
 #[derive(Debug)]
 pub struct CappedSessionManager {
     inner: LocalSessionManager,
     max_sessions: usize,
     /// Serialises the check-then-create in `create_session`, so the cap is exact.
     create: tokio::sync::Mutex<()>,
+    /// Which sessions are busy and which was used least recently.
+    residency: Arc<Mutex<Residency>>,
+    /// Sessions moved out of memory to make room, since start.
+    evicted: AtomicU64,
     count: watch::Sender<usize>,
     /// Most sessions open since memory was last handed back to the operating system.
     peak_since_trim: std::sync::atomic::AtomicUsize,
@@ -79,6 +94,8 @@ impl CappedSessionManager {
             inner,
             max_sessions,
             create: tokio::sync::Mutex::new(()),
+            residency: Arc::default(),
+            evicted: AtomicU64::new(0),
             count: watch::Sender::new(0),
             peak_since_trim: std::sync::atomic::AtomicUsize::new(0),
             trim: Arc::default(),
@@ -90,14 +107,70 @@ impl CappedSessionManager {
         *self.count.borrow()
     }
 
+    /// Sessions moved out of memory at the cap since start (they resume from their ids).
+    pub fn evicted_count(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
     /// A receiver of the open-session count, updated on every create and close (including
     /// idle expiry), for callers that must wait for a session to go away.
     pub fn watch_count(&self) -> watch::Receiver<usize> {
         self.count.subscribe()
     }
 
+    /// With `create` held: brings the sessions in memory below the cap, moving the least
+    /// recently used idle session out, or refuses when every session is busy.
+    async fn make_room(&self, action: &str) -> Result<(), SessionManagerError> {
+        while self.inner.sessions.read().await.len() >= self.max_sessions {
+            let victim = self
+                .residency
+                .lock()
+                .ok()
+                .and_then(|mut residency| residency.take_least_recent_idle());
+            let Some(victim) = victim else {
+                tracing::warn!(
+                    limit = self.max_sessions,
+                    "refused to {action} a session: limit reached and every session is busy"
+                );
+                return Err(SessionManagerError::LimitReached {
+                    limit: self.max_sessions,
+                });
+            };
+            if let Err(why) = SessionManager::close_session(&self.inner, &victim).await {
+                tracing::debug!(%why, "closing an evicted session");
+            }
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn admit(&self, id: &SessionId) {
+        if let Ok(mut residency) = self.residency.lock() {
+            residency.admit(id);
+        }
+    }
+
+    fn touch(&self, id: &SessionId) {
+        if let Ok(mut residency) = self.residency.lock() {
+            residency.touch(id);
+        }
+    }
+
+    /// Marks `id` busy until the returned stream is dropped.
+    fn track<S>(&self, id: &SessionId, stream: S) -> TrackedStream<S> {
+        if let Ok(mut residency) = self.residency.lock() {
+            residency.open_stream(id);
+        }
+        TrackedStream {
+            inner: stream,
+            _busy: BusyGuard {
+                residency: self.residency.clone(),
+                id: id.clone(),
+            },
+        }
+    }
+
     async fn publish_count(&self) {
-        use std::sync::atomic::Ordering;
         let n = self.inner.sessions.read().await.len();
         self.count.send_replace(n);
         let peak = self.peak_since_trim.fetch_max(n, Ordering::Relaxed).max(n);
@@ -141,16 +214,9 @@ impl SessionManager for CappedSessionManager {
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
         let _serial = self.create.lock().await;
-        if self.inner.sessions.read().await.len() >= self.max_sessions {
-            tracing::warn!(
-                limit = self.max_sessions,
-                "refused a new session: limit reached"
-            );
-            return Err(SessionManagerError::LimitReached {
-                limit: self.max_sessions,
-            });
-        }
+        self.make_room("create").await?;
         let created = SessionManager::create_session(&self.inner).await?;
+        self.admit(&created.0);
         self.publish_count().await;
         Ok(created)
     }
@@ -160,14 +226,29 @@ impl SessionManager for CappedSessionManager {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        self.touch(id);
         Ok(SessionManager::initialize_session(&self.inner, id, message).await?)
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        // Every request on a session asks this first: counting it as use keeps a session
+        // that is about to be served from being the one moved out to make room.
+        self.touch(id);
         Ok(SessionManager::has_session(&self.inner, id).await?)
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        let stale = self
+            .residency
+            .lock()
+            .map(|mut residency| residency.close(id))
+            .unwrap_or(false);
+        if stale {
+            // The late report of a session already moved out of memory: the id may name a
+            // rebuilt session now, which stays.
+            self.publish_count().await;
+            return Ok(());
+        }
         let closed = SessionManager::close_session(&self.inner, id).await;
         self.publish_count().await;
         Ok(closed?)
@@ -178,7 +259,8 @@ impl SessionManager for CappedSessionManager {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        Ok(SessionManager::create_stream(&self.inner, id, message).await?)
+        let stream = SessionManager::create_stream(&self.inner, id, message).await?;
+        Ok(self.track(id, stream))
     }
 
     async fn accept_message(
@@ -186,6 +268,7 @@ impl SessionManager for CappedSessionManager {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<(), Self::Error> {
+        self.touch(id);
         Ok(SessionManager::accept_message(&self.inner, id, message).await?)
     }
 
@@ -193,7 +276,8 @@ impl SessionManager for CappedSessionManager {
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        Ok(SessionManager::create_standalone_stream(&self.inner, id).await?)
+        let stream = SessionManager::create_standalone_stream(&self.inner, id).await?;
+        Ok(self.track(id, stream))
     }
 
     async fn resume(
@@ -201,7 +285,8 @@ impl SessionManager for CappedSessionManager {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        Ok(SessionManager::resume(&self.inner, id, last_event_id).await?)
+        let stream = SessionManager::resume(&self.inner, id, last_event_id).await?;
+        Ok(self.track(id, stream))
     }
 
     async fn restore_session(
@@ -211,22 +296,139 @@ impl SessionManager for CappedSessionManager {
         // Restores come from sealed session ids (`crate::sealed`): another replica's session,
         // or one of ours that idled out. They count against the cap like a new session.
         let _serial = self.create.lock().await;
-        if self.inner.sessions.read().await.len() >= self.max_sessions {
-            tracing::warn!(
-                limit = self.max_sessions,
-                "refused to restore a session: limit reached"
-            );
-            return Err(SessionManagerError::LimitReached {
-                limit: self.max_sessions,
-            });
+        self.make_room("restore").await?;
+        let restored = SessionManager::restore_session(&self.inner, id.clone()).await?;
+        if matches!(restored, RestoreOutcome::Restored(_)) {
+            self.admit(&id);
         }
-        let restored = SessionManager::restore_session(&self.inner, id).await?;
         self.publish_count().await;
         Ok(restored)
     }
 
     fn event_store(&self) -> Option<Arc<dyn EventStore>> {
         SessionManager::event_store(&self.inner)
+    }
+}
+
+/// Per session in memory: when it was last used and how many of its streams are open.
+#[derive(Debug, Default)]
+struct Residency {
+    /// Advances on every use; a logical clock, so ordering never depends on timing.
+    clock: u64,
+    sessions: HashMap<SessionId, Resident>,
+    /// Sessions moved out of memory whose worker has not yet reported its close.
+    stale_closes: HashMap<SessionId, usize>,
+}
+
+#[derive(Debug, Default)]
+struct Resident {
+    last_used: u64,
+    open_streams: usize,
+}
+
+impl Residency {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    fn admit(&mut self, id: &SessionId) {
+        let now = self.tick();
+        self.sessions.insert(
+            id.clone(),
+            Resident {
+                last_used: now,
+                open_streams: 0,
+            },
+        );
+    }
+
+    fn touch(&mut self, id: &SessionId) {
+        let now = self.tick();
+        if let Some(resident) = self.sessions.get_mut(id) {
+            resident.last_used = now;
+        }
+    }
+
+    fn open_stream(&mut self, id: &SessionId) {
+        let now = self.tick();
+        if let Some(resident) = self.sessions.get_mut(id) {
+            resident.last_used = now;
+            resident.open_streams += 1;
+        }
+    }
+
+    fn close_stream(&mut self, id: &SessionId) {
+        let now = self.tick();
+        if let Some(resident) = self.sessions.get_mut(id) {
+            resident.last_used = now;
+            resident.open_streams = resident.open_streams.saturating_sub(1);
+        }
+    }
+
+    /// Forgets the least recently used session with no open stream and returns its id.
+    /// A linear scan: it runs only at the cap, over at most `max_sessions` entries.
+    ///
+    /// The session's worker reports its own close later; by then the same id may have been
+    /// rebuilt, so that report is recorded as expected here, under the same lock as the
+    /// choice, and ignored when it comes (see [`Residency::close`]).
+    fn take_least_recent_idle(&mut self) -> Option<SessionId> {
+        let victim = self
+            .sessions
+            .iter()
+            .filter(|(_, resident)| resident.open_streams == 0)
+            .min_by_key(|(_, resident)| resident.last_used)
+            .map(|(id, _)| id.clone())?;
+        self.sessions.remove(&victim);
+        *self.stale_closes.entry(victim.clone()).or_default() += 1;
+        Some(victim)
+    }
+
+    /// Records that `id` closed. Returns whether this was the late close of a session already
+    /// moved out of memory, which must not touch the session now under that id.
+    fn close(&mut self, id: &SessionId) -> bool {
+        if let Some(pending) = self.stale_closes.get_mut(id) {
+            *pending -= 1;
+            if *pending == 0 {
+                self.stale_closes.remove(id);
+            }
+            return true;
+        }
+        self.sessions.remove(id);
+        false
+    }
+}
+
+/// Keeps its session marked busy while it lives.
+#[derive(Debug)]
+struct BusyGuard {
+    residency: Arc<Mutex<Residency>>,
+    id: SessionId,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if let Ok(mut residency) = self.residency.lock() {
+            residency.close_stream(&self.id);
+        }
+    }
+}
+
+/// A session's answer stream, which keeps the session in memory until it ends.
+struct TrackedStream<S> {
+    inner: S,
+    _busy: BusyGuard,
+}
+
+impl<S: Stream + Unpin> Stream for TrackedStream<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 

@@ -77,32 +77,87 @@ async fn open_session(http: &reqwest::Client, url: &str) -> Result<String, (u16,
     Ok(session)
 }
 
+/// Opens the session's `GET` stream and returns it once its headers arrived, so the server
+/// already counts the session busy.
+async fn open_get_stream(http: &reqwest::Client, url: &str, session: &str) -> reqwest::Response {
+    let stream = http
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(stream.status(), 200);
+    stream
+}
+
 #[tokio::test]
-async fn session_cap_refuses_then_frees() {
+async fn at_the_cap_the_least_recent_idle_session_leaves_memory() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let limits = HttpLimits {
-        max_sessions: 1,
+        max_sessions: 2,
         ..HttpLimits::default()
     };
     let server = start(tmp.path(), limits).await;
+    let sessions = server.stats.sessions.clone().expect("/mcp served");
     let url = format!("http://{}/mcp", server.local_addr);
     let http = reqwest::Client::new();
-    let first = open_session(&http, &url).await.expect("first session");
-    let (status, body) = open_session(&http, &url).await.expect_err("over the cap");
+    let a = open_session(&http, &url).await.expect("a");
+    let b = open_session(&http, &url).await.expect("b");
+    let c = open_session(&http, &url)
+        .await
+        .expect("at the cap, an idle session makes room");
+    assert_eq!(sessions.session_count(), 2);
+    assert_eq!(
+        sessions.evicted_count(),
+        1,
+        "a, the least recent, left memory"
+    );
+    // Every session still works: each one rebuilt from its id moves the least recent out.
+    for (session, evicted) in [(&a, 2), (&b, 3), (&c, 4), (&b, 4)] {
+        let answer = list_tools(&http, &url, session).await;
+        assert_eq!(answer.status(), 200);
+        assert!(
+            answer
+                .text()
+                .await
+                .expect("body")
+                .contains("read_text_file")
+        );
+        assert_eq!(sessions.evicted_count(), evicted);
+        assert_eq!(sessions.session_count(), 2);
+    }
+    // In memory now: c and b. A session with an open stream is busy and never moved out.
+    let _c_stream = open_get_stream(&http, &url, &c).await;
+    let _b_stream = open_get_stream(&http, &url, &b).await;
+    let (status, body) = open_session(&http, &url)
+        .await
+        .expect_err("every session in memory is busy");
     assert_eq!(status, 500);
     assert!(body.contains("session limit reached"), "{body}");
+    assert_eq!(
+        list_tools(&http, &url, &a).await.status(),
+        500,
+        "nor can a session be rebuilt while all are busy"
+    );
     let deleted = http
         .delete(&url)
-        .header("mcp-session-id", &first)
+        .header("mcp-session-id", &c)
         .header("mcp-protocol-version", "2025-11-25")
         .send()
         .await
         .expect("DELETE");
     assert!(deleted.status().is_success(), "{}", deleted.status());
-    wait_sessions(&server, 0).await;
+    wait_sessions(&server, 1).await;
     open_session(&http, &url)
         .await
         .expect("a slot is free again");
+    assert_eq!(
+        list_tools(&http, &url, &c).await.status(),
+        404,
+        "a session ended with DELETE stays ended"
+    );
     server.shutdown().await.expect("stop");
 }
 

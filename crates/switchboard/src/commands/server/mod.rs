@@ -80,8 +80,9 @@ pub struct HttpArgs {
     /// Seconds after which an idle session of a session-era client is closed.
     #[arg(long, default_value_t = 300)]
     pub session_idle_secs: u64,
-    /// Most Streamable HTTP sessions open at once (session-era clients); `initialize` beyond
-    /// it is refused.
+    /// Most Streamable HTTP sessions held in memory at once (session-era clients). At the cap
+    /// the least recently used idle one leaves memory and resumes from its id on its next
+    /// request; `initialize` is refused only when every session in memory is busy.
     #[arg(long, default_value_t = 1024)]
     pub max_sessions: usize,
     /// Events kept for `Last-Event-ID` replay across all Streamable HTTP streams; 0 uses
