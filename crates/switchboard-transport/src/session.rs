@@ -199,7 +199,9 @@ impl CappedSessionManager {
     }
 }
 
-/// Hands memory the allocator holds but does not use back to the operating system.
+/// Hands memory glibc's allocator holds but does not use back to the operating system. A
+/// program on another global allocator (the `switchboard` binary uses mimalloc, which returns
+/// freed pages itself) loses nothing: glibc then holds little.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
