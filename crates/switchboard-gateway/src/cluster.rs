@@ -18,14 +18,20 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::ratelimit::redis_store::{RedisStore, StoreError};
+use crate::ratelimit::redis_store::{RedisStore, StoreError, check_url_source, resolve_url};
 
 /// The `[cluster]` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// The Redis every replica shares (`redis://host:port[/db]`, `rediss://` for TLS).
-    pub redis_url: String,
+    /// The Redis every replica shares (`redis://[user:password@]host:port[/db]`, `rediss://`
+    /// for TLS). This or `redis_url_env` is required.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The name of an environment variable holding the Redis URL, for a URL with a password
+    /// kept out of the config file (a Kubernetes Secret, say).
+    #[serde(default)]
+    pub redis_url_env: Option<String>,
     /// Prefix of every key and of the channel; replicas with the same prefix form one
     /// cluster. Default `switchboard:`.
     #[serde(default = "default_prefix")]
@@ -58,7 +64,11 @@ fn default_max_value_bytes() -> usize {
 
 impl ClusterConfig {
     pub fn validate(&self) -> Result<(), String> {
-        crate::ratelimit::redis_store::parse_url(&self.redis_url)?;
+        let given = check_url_source(self.redis_url.as_deref(), self.redis_url_env.as_deref())
+            .map_err(|e| format!("cluster: {e}"))?;
+        if !given {
+            return Err("cluster needs redis_url or redis_url_env".into());
+        }
         if self.redis_timeout_ms == 0 {
             return Err("cluster.redis_timeout_ms must be at least 1".into());
         }
@@ -185,14 +195,17 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     pub fn new(config: &ClusterConfig) -> Result<Arc<Cluster>, String> {
         config.validate()?;
+        let url = resolve_url(config.redis_url.as_deref(), config.redis_url_env.as_deref())
+            .map_err(|e| format!("cluster: {e}"))?
+            .ok_or("cluster needs redis_url or redis_url_env")?;
         let timeout = Duration::from_millis(config.redis_timeout_ms);
         let mut node = [0u8; 8];
         getrandom::fill(&mut node).map_err(|e| format!("random node id: {e}"))?;
         Ok(Arc::new(Cluster {
             node: node.iter().map(|b| format!("{b:02x}")).collect(),
             channel: format!("{}events", config.key_prefix),
-            store: RedisStore::new(&config.redis_url, timeout)?,
-            client: crate::ratelimit::redis_store::parse_url(&config.redis_url)?,
+            store: RedisStore::new(&url, timeout)?,
+            client: crate::ratelimit::redis_store::parse_url(&url)?,
             config: config.clone(),
         }))
     }
@@ -412,7 +425,8 @@ mod tests {
 
     fn config(prefix: &str) -> ClusterConfig {
         ClusterConfig {
-            redis_url: redis_url(),
+            redis_url: Some(redis_url()),
+            redis_url_env: None,
             key_prefix: prefix.into(),
             shared_cache: true,
             redis_timeout_ms: 2000,

@@ -136,8 +136,9 @@ url = "{audit_url}"
 [sessions]
 keys_env = ["SB_REPLICA_TEST_KEY"]
 
+# The URL from the environment, as from a Kubernetes Secret (start_replica sets it).
 [cluster]
-redis_url = "{redis_url}"
+redis_url_env = "SB_REPLICA_TEST_REDIS_URL"
 key_prefix = "sbtest:{run}:"
 "#
         ),
@@ -344,7 +345,10 @@ async fn start_replica(
         ],
         cwd,
         |command| {
-            command.env("SB_REPLICA_TEST_KEY", SESSION_KEY);
+            command.env("SB_REPLICA_TEST_KEY", SESSION_KEY).env(
+                "SB_REPLICA_TEST_REDIS_URL",
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            );
         },
     )
     .await

@@ -53,9 +53,14 @@ pub struct RateLimitRule {
     /// Where the counts live. Default `local`.
     #[serde(default)]
     pub backend: RateLimitBackend,
-    /// `redis://[user:password@]host:port[/db]`; required for `backend = "redis"`.
+    /// `redis://[user:password@]host:port[/db]`; this or `redis_url_env` is required for
+    /// `backend = "redis"`.
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// The name of an environment variable holding the Redis URL (for a password kept out
+    /// of the config file).
+    #[serde(default)]
+    pub redis_url_env: Option<String>,
     /// What happens when Redis cannot decide. Default `open`.
     #[serde(default)]
     pub on_redis_error: OnRedisError,
@@ -132,26 +137,28 @@ pub fn validate(rules: &[RateLimitRule]) -> Result<(), ConfigError> {
             )));
         }
         tool_globs(rule)?;
-        match (rule.backend, &rule.redis_url) {
-            (RateLimitBackend::Redis, None) => {
+        let names_redis =
+            redis_store::check_url_source(rule.redis_url.as_deref(), rule.redis_url_env.as_deref())
+                .map_err(|e| invalid(format!("rule {name:?}: {e}")))?;
+        match (rule.backend, names_redis) {
+            (RateLimitBackend::Redis, false) => {
                 return Err(invalid(format!(
-                    "rule {name:?}: backend = \"redis\" needs redis_url"
+                    "rule {name:?}: backend = \"redis\" needs redis_url or redis_url_env"
                 )));
             }
-            (RateLimitBackend::Redis, Some(url)) => {
-                redis_store::parse_url(url).map_err(|e| invalid(format!("rule {name:?}: {e}")))?;
+            (RateLimitBackend::Redis, true) => {
                 if rule.redis_timeout_ms == 0 {
                     return Err(invalid(format!(
                         "rule {name:?}: redis_timeout_ms must be at least 1"
                     )));
                 }
             }
-            (RateLimitBackend::Local, Some(_)) => {
+            (RateLimitBackend::Local, true) => {
                 return Err(invalid(format!(
                     "rule {name:?}: redis_url is only used with backend = \"redis\""
                 )));
             }
-            (RateLimitBackend::Local, None) => {}
+            (RateLimitBackend::Local, false) => {}
         }
     }
     Ok(())
@@ -301,7 +308,10 @@ impl RateLimits {
                 invalid(format!("rule {:?}: limit must be at least 1", rule.name))
             })?;
             let window = Duration::from_secs(rule.window_secs);
-            let backend = match (&rule.backend, &rule.redis_url) {
+            let url =
+                redis_store::resolve_url(rule.redis_url.as_deref(), rule.redis_url_env.as_deref())
+                    .map_err(|e| invalid(format!("rule {:?}: {e}", rule.name)))?;
+            let backend = match (&rule.backend, &url) {
                 (RateLimitBackend::Redis, Some(url)) => {
                     let timeout = Duration::from_millis(rule.redis_timeout_ms);
                     let store = match stores.get(&(url.clone(), rule.redis_timeout_ms)) {

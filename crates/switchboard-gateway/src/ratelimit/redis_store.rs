@@ -47,6 +47,37 @@ pub fn parse_url(url: &str) -> Result<Client, String> {
     Client::open(url).map_err(|e| format!("redis_url is not a valid Redis URL: {e}"))
 }
 
+/// Checks how a config section names its Redis: `redis_url` (the URL itself) or
+/// `redis_url_env` (an environment variable holding it, so a URL with a password can come
+/// from a secret), at most one of them. Returns whether one is given. The variable is read
+/// only by [`resolve_url`], at start, so a config can be checked where it is not set.
+pub fn check_url_source(url: Option<&str>, env: Option<&str>) -> Result<bool, String> {
+    match (url, env) {
+        (Some(_), Some(_)) => Err("give redis_url or redis_url_env, not both".into()),
+        (Some(url), None) => parse_url(url).map(|_| true),
+        (None, Some(name)) if name.trim().is_empty() => {
+            Err("redis_url_env names an empty variable".into())
+        }
+        (None, Some(_)) => Ok(true),
+        (None, None) => Ok(false),
+    }
+}
+
+/// The Redis URL of a section checked by [`check_url_source`], reading `redis_url_env`'s
+/// variable now; `None` when the section names no Redis.
+pub fn resolve_url(url: Option<&str>, env: Option<&str>) -> Result<Option<String>, String> {
+    check_url_source(url, env)?;
+    let Some(name) = env else {
+        return Ok(url.map(str::to_owned));
+    };
+    let url = std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| format!("redis_url_env: environment variable {name} is not set"))?;
+    parse_url(&url).map_err(|e| format!("{e} (from {name})"))?;
+    Ok(Some(url))
+}
+
 /// One Redis server, shared by every rule that names it.
 pub struct RedisStore {
     client: Client,
@@ -125,5 +156,52 @@ impl RedisStore {
             [0, wait_us] if *wait_us >= 0 => Ok(Some(Duration::from_micros(*wait_us as u64))),
             _ => Err(StoreError::Reply(reply)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_section_names_its_redis_once() {
+        assert_eq!(check_url_source(None, None), Ok(false));
+        assert_eq!(
+            check_url_source(Some("redis://127.0.0.1:6379"), None),
+            Ok(true)
+        );
+        // Not read at check time: a config can be checked where the variable is not set.
+        assert_eq!(
+            check_url_source(None, Some("SB_UNSET_REDIS_URL_1")),
+            Ok(true)
+        );
+        assert!(
+            check_url_source(Some("redis://127.0.0.1:6379"), Some("X"))
+                .is_err_and(|e| e.contains("not both"))
+        );
+        assert!(check_url_source(None, Some(" ")).is_err_and(|e| e.contains("empty variable")));
+        assert!(
+            check_url_source(Some("http://x:secret@h"), None).is_err_and(|e| !e.contains("secret"))
+        );
+    }
+
+    #[test]
+    fn the_variable_is_read_at_start() {
+        assert_eq!(
+            resolve_url(Some("redis://127.0.0.1:6379"), None),
+            Ok(Some("redis://127.0.0.1:6379".into()))
+        );
+        assert_eq!(resolve_url(None, None), Ok(None));
+        assert!(
+            resolve_url(None, Some("SB_UNSET_REDIS_URL_2"))
+                .is_err_and(|e| e.contains("SB_UNSET_REDIS_URL_2 is not set"))
+        );
+        // PATH is set and is no Redis URL; the error names the variable, not its value.
+        let path = std::env::var("PATH").unwrap_or_default();
+        assert!(
+            resolve_url(None, Some("PATH")).is_err_and(
+                |e| e.contains("(from PATH)") && (path.is_empty() || !e.contains(&path))
+            )
+        );
     }
 }
