@@ -116,15 +116,7 @@ async fn at_the_cap_the_least_recent_idle_session_leaves_memory() {
     );
     // Every session still works: each one rebuilt from its id moves the least recent out.
     for (session, evicted) in [(&a, 2), (&b, 3), (&c, 4), (&b, 4)] {
-        let answer = list_tools(&http, &url, session).await;
-        assert_eq!(answer.status(), 200);
-        assert!(
-            answer
-                .text()
-                .await
-                .expect("body")
-                .contains("read_text_file")
-        );
+        assert_lists_tools(list_tools(&http, &url, session).await).await;
         assert_eq!(sessions.evicted_count(), evicted);
         assert_eq!(sessions.session_count(), 2);
     }
@@ -228,6 +220,13 @@ async fn list_tools(http: &reqwest::Client, url: &str, session: &str) -> reqwest
     .expect("POST")
 }
 
+/// The answer is the fs server's tool list.
+async fn assert_lists_tools(answer: reqwest::Response) {
+    assert_eq!(answer.status(), 200);
+    let body = answer.text().await.expect("body");
+    assert!(body.contains("read_text_file"), "{body}");
+}
+
 fn sealer(keys: &[&str]) -> Arc<SessionSealer> {
     Arc::new(SessionSealer::new(
         SessionKeys::from_base64(keys).expect("keys"),
@@ -259,15 +258,7 @@ async fn a_session_continues_on_any_server_holding_its_key() {
         "a sealed token, not a bare uuid: {session}"
     );
     for server in [&second, &rotated, &first, &second] {
-        let answer = list_tools(&http, &url(server), &session).await;
-        assert_eq!(answer.status(), 200);
-        assert!(
-            answer
-                .text()
-                .await
-                .expect("body")
-                .contains("read_text_file")
-        );
+        assert_lists_tools(list_tools(&http, &url(server), &session).await).await;
     }
     wait_sessions(&second, 1).await;
     wait_sessions(&rotated, 1).await;
