@@ -88,7 +88,7 @@ def main():
         "in_memory": in_memory,
         "answered": alive,
         "rss_after_all_used_kib": rss_kib(pid),
-        "evicted": metric(parts, "sessions_evicted_total") or metric(parts, "sessions_evicted"),
+        "evicted": metric(parts, "sessions_evicted_total"),
         "rss_peak_kib": peak_rss_kib(pid),
     }
     if "--after-idle" in sys.argv[4:]:

@@ -123,10 +123,8 @@ impl CappedSessionManager {
     async fn make_room(&self, action: &str) -> Result<(), SessionManagerError> {
         while self.inner.sessions.read().await.len() >= self.max_sessions {
             let victim = self
-                .residency
-                .lock()
-                .ok()
-                .and_then(|mut residency| residency.take_least_recent_idle());
+                .with_residency(Residency::take_least_recent_idle)
+                .flatten();
             let Some(victim) = victim else {
                 tracing::warn!(
                     limit = self.max_sessions,
@@ -144,23 +142,19 @@ impl CappedSessionManager {
         Ok(())
     }
 
-    fn admit(&self, id: &SessionId) {
-        if let Ok(mut residency) = self.residency.lock() {
-            residency.admit(id);
-        }
+    /// Runs `f` on the residency table; `None` if its lock was poisoned (a panic while held),
+    /// in which case eviction simply stops choosing victims.
+    fn with_residency<T>(&self, f: impl FnOnce(&mut Residency) -> T) -> Option<T> {
+        with_residency(&self.residency, f)
     }
 
     fn touch(&self, id: &SessionId) {
-        if let Ok(mut residency) = self.residency.lock() {
-            residency.touch(id);
-        }
+        self.with_residency(|residency| residency.touch(id));
     }
 
     /// Marks `id` busy until the returned stream is dropped.
     fn track<S>(&self, id: &SessionId, stream: S) -> TrackedStream<S> {
-        if let Ok(mut residency) = self.residency.lock() {
-            residency.open_stream(id);
-        }
+        self.with_residency(|residency| residency.open_stream(id));
         TrackedStream {
             inner: stream,
             _busy: BusyGuard {
@@ -218,7 +212,7 @@ impl SessionManager for CappedSessionManager {
         let _serial = self.create.lock().await;
         self.make_room("create").await?;
         let created = SessionManager::create_session(&self.inner).await?;
-        self.admit(&created.0);
+        self.with_residency(|residency| residency.admit(&created.0));
         self.publish_count().await;
         Ok(created)
     }
@@ -241,9 +235,7 @@ impl SessionManager for CappedSessionManager {
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         let stale = self
-            .residency
-            .lock()
-            .map(|mut residency| residency.close(id))
+            .with_residency(|residency| residency.close(id))
             .unwrap_or(false);
         if stale {
             // The late report of a session already moved out of memory: the id may name a
@@ -301,7 +293,7 @@ impl SessionManager for CappedSessionManager {
         self.make_room("restore").await?;
         let restored = SessionManager::restore_session(&self.inner, id.clone()).await?;
         if matches!(restored, RestoreOutcome::Restored(_)) {
-            self.admit(&id);
+            self.with_residency(|residency| residency.admit(&id));
         }
         self.publish_count().await;
         Ok(restored)
@@ -401,6 +393,13 @@ impl Residency {
     }
 }
 
+fn with_residency<T>(
+    residency: &Mutex<Residency>,
+    f: impl FnOnce(&mut Residency) -> T,
+) -> Option<T> {
+    residency.lock().ok().map(|mut residency| f(&mut residency))
+}
+
 /// Keeps its session marked busy while it lives.
 #[derive(Debug)]
 struct BusyGuard {
@@ -410,9 +409,9 @@ struct BusyGuard {
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        if let Ok(mut residency) = self.residency.lock() {
-            residency.close_stream(&self.id);
-        }
+        with_residency(&self.residency, |residency| {
+            residency.close_stream(&self.id)
+        });
     }
 }
 
