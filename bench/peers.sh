@@ -4,6 +4,12 @@
 # (`switchboard bench --url`, Streamable HTTP, session era: initialize, then calls on the
 # session) at c = 1, 16 and 128, with 3 repetitions of each case, interleaved.
 #
+# The client is `bench --wire` (plain HTTP/1.1, every answer's JSON, id and isError checked,
+# no MCP library: ~20 µs of CPU per call); PEERS_CLIENT=rmcp uses the rmcp client instead
+# (~60-75 µs per call, which on 2 cores takes CPU from the gateway being measured). Each run
+# also records the CPU time per call of the gateway's processes (the gateway, its children
+# and, for ContextForge, its bridge), which the client and the machine's load do not change.
+#
 # Cases:
 #   switchboard         switchboard serve -> the echo as a stdio child
 #   switchboard-inproc  switchboard serve -> the echo mounted in-process
@@ -95,6 +101,17 @@ launch() {
   local name=$1; shift
   setsid "$@" >"$work/$name.log" 2>&1 &
   pids+=($!)
+  roots[$name]=$!
+}
+declare -A roots
+# tree_pids PID...: the processes and all their descendants.
+tree_pids() {
+  local p
+  for p in "$@"; do
+    echo "$p"
+    # shellcheck disable=SC2046
+    tree_pids $(pgrep -P "$p" || true)
+  done
 }
 # listening NAME: the URL of a switchboard-style "listening on http://ADDR/mcp" line.
 listening() {
@@ -108,8 +125,13 @@ listening() {
 }
 
 # Labels, URLs, tools and headers of the cases that started, in report order.
-names=(); urls=(); tools=(); headers=()
-add_case() { names+=("$1"); urls+=("$2"); tools+=("$3"); headers+=("${4:-}"); }
+names=(); urls=(); tools=(); headers=(); case_roots=()
+# add_case NAME URL TOOL [HEADER]: the gateway's processes are those launched under NAME
+# (and, for ContextForge, its bridge too: see CASE_ROOTS).
+add_case() {
+  names+=("$1"); urls+=("$2"); tools+=("$3"); headers+=("${4:-}")
+  case_roots+=("${roots[$1]:-} ${CASE_EXTRA_ROOTS:-}")
+}
 echo_cmd=("$sb" --log warn server echo)
 
 cat >"$work/stdio.toml" <<TOML
@@ -217,7 +239,7 @@ PY
 )
   fi
   if [ -n "$cf_url" ]; then
-    add_case contextforge "$cf_url" echo-echo "Authorization: Bearer $token"
+    CASE_EXTRA_ROOTS=${roots[contextforge-translate]} add_case contextforge "$cf_url" echo-echo "Authorization: Bearer $token"
   else
     skipped+=("contextforge: did not start: $(tail -n 3 "$work/contextforge.log" | tr '\n' ' ')")
   fi
@@ -240,14 +262,23 @@ done
 # --- measure ----------------------------------------------------------------------------------
 out=target/bench/peers.jsonl
 : >"$out"
+client=${PEERS_CLIENT:-wire}
+case "$client" in
+  wire) client_args=(--wire --era initialize) ;;
+  rmcp) client_args=() ;;
+  *) echo "PEERS_CLIENT must be wire or rmcp" >&2; exit 2 ;;
+esac
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 for rep in $(seq 1 "$reps"); do
   for c in "${levels[@]}"; do
     for i in "${!names[@]}"; do
       h=(); [ -n "${headers[$i]}" ] && h=(--header "${headers[$i]}")
+      sp=()
+      # shellcheck disable=SC2086
+      for p in $(tree_pids ${case_roots[$i]}); do sp+=(--server-pid "$p"); done
       warmup=$((c * 4 > 200 ? c * 4 : 200))
-      if line=$("$sb" --log error bench --json --label "${names[$i]}" --url "${urls[$i]}" "${h[@]}" \
+      if line=$("$sb" --log error bench --json "${client_args[@]}" "${sp[@]}" --label "${names[$i]}" --url "${urls[$i]}" "${h[@]}" \
           --tool "${tools[$i]}" --args '{"message":"hello"}' --concurrency "$c" \
           --duration "$secs" --warmup "$warmup" 2>"$work/bench.err"); then
         sed "s/^{/{\"rep\":$rep,/" <<<"$line" | tee -a "$out" >&2
@@ -262,11 +293,11 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 meta=target/bench/peers-meta.json
 python3 - "$meta" "$started" "$load_before" "$load_after" "$secs" "$reps" "$(nproc)" \
-  "$mcp_proxy_rs_version" "${skipped[@]+"${skipped[@]}"}" <<'PY'
+  "$mcp_proxy_rs_version" "$client" "${skipped[@]+"${skipped[@]}"}" <<'PY'
 import json, sys
-meta, started, before, after, secs, reps, cpus, rs = sys.argv[1:9]
+meta, started, before, after, secs, reps, cpus, rs, client = sys.argv[1:10]
 json.dump({"started": started, "load_before": before, "load_after": after,
            "seconds_per_run": float(secs), "repetitions": int(reps), "cpus": int(cpus),
-           "mcp_proxy_rs": rs, "skipped": sys.argv[9:]}, open(meta, "w"))
+           "mcp_proxy_rs": rs, "client": client, "skipped": sys.argv[10:]}, open(meta, "w"))
 PY
 python3 bench/peers_report.py "$out" "$meta" bench/peers.svg

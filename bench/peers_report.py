@@ -77,18 +77,24 @@ def ratio(v):
 
 
 def table(runs, labels, levels):
-    out = ["| case | c | calls/s | p50 µs | p99 µs |", "|---|---|---|---|---|"]
+    out = [
+        "| case | c | calls/s | p50 µs | p99 µs | gateway CPU µs/call |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in levels:
         for label in labels:
             reps = runs.get((label, c))
             if not reps:
                 continue
             rows = list(reps.values())
+            # The gateway's processes (with its children), per call: see bench/peers.sh.
+            cpu = [r["server_cpu_us_per_call"] for r in rows if r.get("server_cpu_us_per_call")]
             out.append(
                 f"| {CASES.get(label, label)} | {c} "
                 f"| {spread([r['calls_per_sec'] for r in rows], rate)} "
                 f"| {spread([r['p50_us'] for r in rows], micros)} "
-                f"| {spread([r['p99_us'] for r in rows], micros)} |"
+                f"| {spread([r['p99_us'] for r in rows], micros)} "
+                f"| {spread(cpu, micros) if cpu else 'n/a'} |"
             )
     return out
 
@@ -139,7 +145,7 @@ def svg(runs, labels, levels, path, meta):
         f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">'
         "MCP gateways in front of the same echo server: tools/call over Streamable HTTP</text>",
         f'<text x="{width / 2}" y="40" text-anchor="middle" fill="#555">'
-        f"switchboard bench --url, one session per in-flight call; median of "
+        f"switchboard bench --url ({meta.get('client', 'rmcp')} client), one session per in-flight call; median of "
         f"{meta.get('repetitions', '?')} runs of {meta.get('seconds_per_run', '?'):g} s, "
         f"whiskers min–max; {meta.get('cpus', '?')} vCPUs, {meta.get('started', '')}</text>",
     ]
@@ -232,8 +238,8 @@ def main():
     print()
     print(
         f"Run of {meta['started']}, {meta['repetitions']} × {meta['seconds_per_run']:g} s per "
-        f"case and concurrency, {meta['cpus']} CPUs, load average {meta['load_before']} → "
-        f"{meta['load_after']}"
+        f"case and concurrency, {meta.get('client', 'rmcp')} client, {meta['cpus']} CPUs, "
+        f"load average {meta['load_before']} → {meta['load_after']}"
     )
     print()
     print("\n".join(table(runs, labels, levels)))

@@ -14,9 +14,13 @@
 //! session and one call at a time. `--sessions 1` multiplexes every call over one session
 //! (one HTTP request per call, up to C in flight).
 //!
-//! `--wire` (stdio only) swaps the rmcp client for one that checks each answer's id, error
-//! and `isError` while skipping its content (`bench_wire`): for large answers, where the
-//! rmcp client's decoding would cost more than the server's work.
+//! `--wire` (stdio, or `--url`) swaps the rmcp client for one that checks each answer's id,
+//! error and `isError` while skipping its content (`bench_wire`): for large answers, where the
+//! rmcp client's decoding would cost more than the server's work, and for gateways, where
+//! the rmcp HTTP client's own CPU per call is as large as the gateway's on a small machine.
+//!
+//! With a command, the launched server's CPU time per call is reported; with a URL, that of
+//! the processes given with `--server-pid`.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +34,10 @@ use rmcp::{
 };
 use switchboard_transport::{ConnectOptions, Era, Upstream};
 
-use super::{bench_wire::WireClient, tools::EraArg};
+use super::{
+    bench_wire::{HttpEra, WireClient, WireHttpClient},
+    tools::EraArg,
+};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -78,10 +85,16 @@ pub struct BenchArgs {
     /// Print one JSON line instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Use the wire-level stdio client: every answer is parsed as JSON and its id, error and
-    /// `isError` checked, but its content is skipped rather than decoded into values.
-    #[arg(long, conflicts_with_all = ["url", "sse"])]
+    /// Use the wire-level client (a command over stdio, or --url over plain HTTP/1.1): every
+    /// answer is parsed as JSON and its id, error and `isError` checked, but its content is
+    /// skipped rather than decoded into values, and no MCP library runs in the client.
+    /// With --url, `--era` must be `initialize` or `discover`.
+    #[arg(long, conflicts_with = "sse")]
     pub wire: bool,
+    /// A server process whose CPU time to report per call, for --url/--sse (with a command,
+    /// the launched server is counted). Repeat for several (a gateway and its children).
+    #[arg(long = "server-pid")]
+    pub server_pids: Vec<u32>,
     /// Count failed calls (protocol errors or `isError`) instead of stopping at the first.
     #[arg(long)]
     pub allow_errors: bool,
@@ -98,6 +111,7 @@ enum Client {
         pid: Option<u32>,
     },
     Wire(std::sync::Arc<WireClient>),
+    WireHttp(std::sync::Arc<WireHttpClient>),
 }
 
 /// A handle a worker calls through.
@@ -105,6 +119,7 @@ enum Client {
 enum Caller {
     Rmcp(rmcp::Peer<RoleClient>),
     Wire(std::sync::Arc<WireClient>),
+    WireHttp(std::sync::Arc<WireHttpClient>),
 }
 
 impl Client {
@@ -112,6 +127,7 @@ impl Client {
         match self {
             Client::Rmcp { service, .. } => Caller::Rmcp(service.peer().clone()),
             Client::Wire(client) => Caller::Wire(client.clone()),
+            Client::WireHttp(client) => Caller::WireHttp(client.clone()),
         }
     }
 
@@ -119,6 +135,7 @@ impl Client {
         match self {
             Client::Rmcp { pid, .. } => *pid,
             Client::Wire(client) => client.pid(),
+            Client::WireHttp(_) => None,
         }
     }
 
@@ -128,6 +145,7 @@ impl Client {
                 let _ = service.cancel().await;
             }
             Client::Wire(client) => drop(client),
+            Client::WireHttp(client) => client.close().await,
         }
     }
 }
@@ -136,6 +154,12 @@ impl Client {
 enum Target {
     Command(Vec<String>),
     Wire(Vec<String>),
+    WireHttp {
+        url: String,
+        headers: Vec<(String, String)>,
+        era: HttpEra,
+        tool: String,
+    },
     Remote {
         upstream: Upstream,
         options: Box<ConnectOptions>,
@@ -159,6 +183,19 @@ impl Target {
                 .split_once(':')
                 .with_context(|| format!("header {raw:?} is not `Name: value`"))?;
             headers.insert(name.trim().to_owned(), value.trim().to_owned());
+        }
+        if args.wire {
+            let era = match args.era {
+                EraArg::Initialize => HttpEra::Session,
+                EraArg::Discover => HttpEra::Stateless,
+                EraArg::Auto => bail!("with --wire, give --era initialize or --era discover"),
+            };
+            return Ok(Target::WireHttp {
+                url: url.clone(),
+                headers: headers.into_iter().collect(),
+                era,
+                tool: args.tool.clone(),
+            });
         }
         let upstream = if sse {
             Upstream::Sse {
@@ -190,6 +227,7 @@ impl Target {
     fn transport(&self) -> &'static str {
         match self {
             Target::Command(_) | Target::Wire(_) => "stdio",
+            Target::WireHttp { .. } => "http",
             Target::Remote {
                 upstream: Upstream::Sse { .. },
                 ..
@@ -220,6 +258,14 @@ impl Target {
             }
             Target::Wire(command) => Ok(Client::Wire(std::sync::Arc::new(
                 WireClient::connect(command).await?,
+            ))),
+            Target::WireHttp {
+                url,
+                headers,
+                era,
+                tool,
+            } => Ok(Client::WireHttp(std::sync::Arc::new(
+                WireHttpClient::connect(url, headers, *era, tool).await?,
             ))),
             Target::Remote { upstream, options } => {
                 switchboard_transport::connect(upstream, ClientConfig::default(), options)
@@ -261,6 +307,10 @@ async fn call(caller: &Caller, call: &Call) -> CallOutcome {
             }
         }
         Caller::Wire(client) => client
+            .call(&call.wire_params)
+            .await
+            .map(|()| started.elapsed()),
+        Caller::WireHttp(client) => client
             .call(&call.wire_params)
             .await
             .map(|()| started.elapsed()),
@@ -361,7 +411,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         request: CallToolRequestParams::new(args.tool.clone()).with_arguments(arguments),
         wire_params,
     });
-    let pids: Vec<u32> = clients.iter().filter_map(Client::server_pid).collect();
+    let mut pids: Vec<u32> = clients.iter().filter_map(Client::server_pid).collect();
+    pids.extend(&args.server_pids);
     let result = measure(&args, &clients, concurrency, &request, &pids).await;
     for client in clients {
         client.close().await;
@@ -471,7 +522,8 @@ struct Report {
     p90_us: u128,
     p99_us: u128,
     max_us: u128,
-    /// CPU time of the server process(es) per measured call (stdio targets on Linux).
+    /// CPU time of the server process(es) per measured call (on Linux: the launched server,
+    /// or the `--server-pid` processes).
     #[serde(skip_serializing_if = "Option::is_none")]
     server_cpu_us_per_call: Option<f64>,
 }
