@@ -5,9 +5,9 @@
 # (`switchboard bench`), in one run. Cases: a point lookup by primary key (c=1 and c=8) and a
 # 1,000-row SELECT (c=1), each with the rmcp client (which decodes every answer into typed
 # values) and the 1,000-row case also with `--wire` (which checks every answer's JSON, id and
-# isError but skips its content, so the client's decoding is not what is measured). Each line
-# also gives the server process's CPU time per call, which the client and the rest of the
-# machine do not affect. Prints a Markdown table with the ratios per case (target: >= 10x)
+# isError but skips its content, so the client's decoding is not what is measured), at c=1
+# and c=8. Each line also gives the server process's CPU time per call, which the client and
+# the rest of the machine do not affect. Prints a Markdown table with the ratios per case (target: >= 10x)
 # and writes the raw JSON lines to target/bench/sql.jsonl.
 #
 # Usage: [SWITCHBOARD_BIN=path] bench/sql.sh
@@ -107,6 +107,7 @@ case_run "point lookup (id = 4242)" rmcp 1 15000 3000 "$point_sql"
 case_run "point lookup (id = 4242)" rmcp 8 40000 3000 "$point_sql"
 case_run "1,000-row SELECT"         rmcp 1 800   400  "$rows_sql"
 case_run "1,000-row SELECT"         wire 1 1500  400  "$rows_sql"
+case_run "1,000-row SELECT"         wire 8 3000  400  "$rows_sql"
 load_after=$(uptime | sed 's/.*load average: //')
 
 python3 - "$out" "$load_before" "$load_after" <<'PY'

@@ -1,6 +1,7 @@
 //! `switchboard bench` through the real binary: `--url` (Streamable HTTP, session era) against
 //! a `switchboard serve` on an ephemeral port, with one session per worker and with one shared
-//! session, `--header` for an authenticated gateway, `--sse`, `--duration`, and the stdio path.
+//! session, `--header` for an authenticated gateway, `--sse`, `--duration`, the wire-level HTTP
+//! client in both eras, and the stdio path.
 
 mod common;
 
@@ -151,6 +152,71 @@ async fn bench_url_measures_a_gateway_over_streamable_http() {
 }
 
 #[tokio::test]
+async fn bench_wire_url_speaks_both_eras_and_reports_the_gateway_cpu() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("gateway.toml"), ECHO).expect("config");
+    let gateway = serve(dir.path()).await;
+    let pid = gateway.child.id().expect("the gateway's pid").to_string();
+    let args = [
+        "--wire",
+        "--url",
+        &gateway.mcp,
+        "--calls",
+        "60",
+        "--warmup",
+        "8",
+        "--concurrency",
+        "4",
+        "--server-pid",
+        &pid,
+    ];
+    // Session era (initialize, then calls on the session id) and stateless 2026-07-28.
+    for (era, sessions) in [("initialize", "4"), ("discover", "4"), ("initialize", "1")] {
+        let report = bench(
+            &[&args[..], &["--era", era, "--sessions", sessions]].concat(),
+            dir.path(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("bench --wire --url --era {era}: {e}"));
+        check(&report, "http", 4, sessions.parse().expect("a number"));
+        assert_eq!(report["calls"].as_u64(), Some(60), "{report}");
+        assert_eq!(report["client"], "wire", "{report}");
+        assert!(
+            report["server_cpu_us_per_call"].as_f64().unwrap_or(0.0) > 0.0,
+            "{report}"
+        );
+    }
+
+    // Answers are matched and judged: an unknown tool fails every call, or the run.
+    let report = bench_tool(
+        "nope",
+        &[&args[..], &["--allow-errors"]].concat(),
+        dir.path(),
+    )
+    .await
+    .expect("bench --wire --url --allow-errors");
+    assert_eq!(report["errors"].as_u64(), Some(60), "{report}");
+    let err = bench_tool("nope", &args, dir.path())
+        .await
+        .expect_err("an unknown tool must fail");
+    assert!(err.contains("unknown tool"), "{err}");
+
+    // What it cannot do is said up front.
+    let err = bench(&[&args[..], &["--era", "auto"]].concat(), dir.path())
+        .await
+        .expect_err("auto is refused");
+    assert!(err.contains("--era initialize or --era discover"), "{err}");
+    let err = bench(
+        &["--wire", "--url", "https://127.0.0.1:1/mcp", "--calls", "1"],
+        dir.path(),
+    )
+    .await
+    .expect_err("https is refused");
+    assert!(err.contains("plain http://"), "{err}");
+    drop(gateway);
+}
+
+#[tokio::test]
 async fn bench_url_sends_the_given_headers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let created = std::process::Command::new(BIN)
@@ -176,6 +242,17 @@ async fn bench_url_sends_the_given_headers() {
     let report = bench(&[&args[..], &["--header", &header]].concat(), dir.path())
         .await
         .expect("bench with the API key");
+    check(&report, "http", 1, 1);
+    // The wire-level client sends them too.
+    bench(&[&args[..], &["--wire"]].concat(), dir.path())
+        .await
+        .expect_err("wire, no credential: refused");
+    let report = bench(
+        &[&args[..], &["--wire", "--header", &header]].concat(),
+        dir.path(),
+    )
+    .await
+    .expect("bench --wire with the API key");
     check(&report, "http", 1, 1);
     drop(gateway);
 }

@@ -60,17 +60,20 @@ struct AnswerResult {
     protocol_version: Option<String>,
 }
 
+/// A response's id and whether the call succeeded (`Err`: the error, as shown to the user).
+type Judged = (u64, Result<(), String>);
+
 /// What an answer line says: `Ok(None)` for a notification or a request from the server
 /// (a benchmark answers neither), `Ok(Some((id, outcome)))` for a response, `Err` when it
 /// is not JSON-RPC.
-fn judge(message: &[u8]) -> Result<Option<(u64, Result<(), String>)>, String> {
+fn judge(message: &[u8]) -> Result<Option<Judged>, String> {
     serde_json::from_slice::<Answer>(message)
         .map(judge_answer)
         .map_err(|e| format!("protocol error: unparsable answer: {e}"))
 }
 
 /// [`judge`] of a parsed answer.
-fn judge_answer(answer: Answer) -> Option<(u64, Result<(), String>)> {
+fn judge_answer(answer: Answer) -> Option<Judged> {
     match answer {
         Answer {
             id: Some(id),
