@@ -60,6 +60,18 @@ struct AnswerResult {
     protocol_version: Option<String>,
 }
 
+/// The `initialize` request both clients send, with id 0.
+fn initialize_request() -> serde_json::Value {
+    serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "switchboard-bench", "version": env!("CARGO_PKG_VERSION")}
+        }
+    })
+}
+
 /// A response's id and whether the call succeeded (`Err`: the error, as shown to the user).
 type Judged = (u64, Result<(), String>);
 
@@ -142,14 +154,7 @@ impl WireClient {
         let mut stdin = child.stdin.take().context("no stdin")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut out = BufReader::with_capacity(1 << 16, stdout);
-        let initialize = serde_json::json!({
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {
-                "protocolVersion": PROTOCOL_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "switchboard-bench", "version": env!("CARGO_PKG_VERSION")}
-            }
-        });
+        let initialize = initialize_request();
         let mut frame = serde_json::to_vec(&initialize)?;
         frame.push(b'\n');
         stdin.write_all(&frame).await?;
@@ -355,14 +360,7 @@ impl WireHttpClient {
     }
 
     async fn initialize(&mut self) -> anyhow::Result<()> {
-        let initialize = serde_json::json!({
-            "jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {
-                "protocolVersion": PROTOCOL_VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "switchboard-bench", "version": env!("CARGO_PKG_VERSION")}
-            }
-        });
+        let initialize = initialize_request();
         let (parts, body) = self
             .post(initialize.to_string())
             .await
