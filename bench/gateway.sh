@@ -12,6 +12,8 @@
 # Usage: bench/gateway.sh [seconds per case, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 secs=${1:-10}
 # SWITCHBOARD_BIN: measure that binary instead of building target/release/switchboard.
 if [ -z "${SWITCHBOARD_BIN:-}" ]; then cargo build --release -p switchboard --quiet; fi
@@ -45,14 +47,7 @@ name = "echo"
 builtin = { server = "echo" }
 prefix = "never"
 TOML
-cat >"$work/stdio.toml" <<TOML
-[audit]
-enabled = false
-[[upstream]]
-name = "echo"
-connect = { transport = "stdio", command = "$sb", args = ["--log", "warn", "server", "echo"] }
-prefix = "never"
-TOML
+write_stdio_gateway_config "$work/stdio.toml" "$sb"
 cat >"$work/secure.toml" <<TOML
 [[upstream]]
 name = "echo"

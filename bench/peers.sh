@@ -33,6 +33,8 @@
 # SWITCHBOARD_BIN / BARE_ECHO_BIN: measure those binaries instead of building them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 secs=${1:-3}
 reps=${PEERS_REPS:-3}
 levels=(1 16 128)
@@ -86,7 +88,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT.
 wait_port() {
   local i
@@ -134,14 +135,7 @@ add_case() {
 }
 echo_cmd=("$sb" --log warn server echo)
 
-cat >"$work/stdio.toml" <<TOML
-[audit]
-enabled = false
-[[upstream]]
-name = "echo"
-connect = { transport = "stdio", command = "$sb", args = ["--log", "warn", "server", "echo"] }
-prefix = "never"
-TOML
+write_stdio_gateway_config "$work/stdio.toml" "$sb"
 cat >"$work/inproc.toml" <<TOML
 [audit]
 enabled = false
@@ -159,20 +153,7 @@ add_case switchboard-inproc "$url" echo
 
 if [ -n "$rs_proxy" ]; then
   port=$(free_port)
-  cat >"$work/mcp-proxy-rs.toml" <<TOML
-[proxy]
-name = "bench"
-[proxy.listen]
-host = "127.0.0.1"
-port = $port
-[[backends]]
-name = "echo"
-transport = "stdio"
-command = "$sb"
-args = ["--log", "warn", "server", "echo"]
-[observability]
-log_level = "warn"
-TOML
+  write_mcp_proxy_config "$work/mcp-proxy-rs.toml" "$port" "$sb"
   launch mcp-proxy-rs env RUST_LOG=warn "$rs_proxy" --config "$work/mcp-proxy-rs.toml"
   if wait_port "$port" 30; then
     add_case mcp-proxy-rs "http://127.0.0.1:$port/" echo/echo   # it serves MCP at /

@@ -24,6 +24,8 @@
 #   SWITCHBOARD_BIN=target/debug/switchboard bench/soak.sh 60     # CI: one minute, debug build
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 secs=${1:-1800}
 conc=${2:-16}
 interval=10
@@ -45,14 +47,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$work/soak.toml" <<TOML
-[audit]
-enabled = false
-[[upstream]]
-name = "echo"
-connect = { transport = "stdio", command = "$sb", args = ["--log", "warn", "server", "echo"] }
-prefix = "never"
-TOML
+write_stdio_gateway_config "$work/soak.toml" "$sb"
 "$sb" --log warn serve --config "$work/soak.toml" --data-dir "$work/data" --listen 127.0.0.1:0 \
   2>"$work/gateway.err" &
 gw=$!

@@ -39,7 +39,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use futures::{StreamExt, stream::FuturesUnordered};
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use rmcp::{
     ErrorData, Peer, RoleClient, RoleServer,
     model::{
@@ -516,21 +516,23 @@ async fn send_on(
     registration.sent_with(handle.progress_token.clone());
     let response = handle.await_response();
     tokio::pin!(response);
-    let mut running = FuturesUnordered::new();
+    // Boxed jobs: `FuturesUnordered::new` allocates a stub task the size of its future, and
+    // relays (progress, logs, requests to the client) are rare next to calls.
+    let mut running: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
     let result = loop {
         tokio::select! {
             result = &mut response => break result,
             _ = down.cx.ct.cancelled() => {
                 return Err(GatewayError::Cancelled { upstream: name.to_string() });
             }
-            Some(job) = jobs_rx.recv() => running.push(run_job(down.cx.peer.clone(), job)),
+            Some(job) = jobs_rx.recv() => running.push(run_job(down.cx.peer.clone(), job).boxed()),
             Some(()) = running.next(), if !running.is_empty() => {}
         }
     };
     cancel.id = None;
     // Deliver what arrived before the response (progress, logs) before answering.
     while let Ok(job) = jobs_rx.try_recv() {
-        running.push(run_job(down.cx.peer.clone(), job));
+        running.push(run_job(down.cx.peer.clone(), job).boxed());
     }
     while running.next().await.is_some() {}
     result.map_err(|e| service_error(name, e))

@@ -491,12 +491,12 @@ where
             .get(call.upstream.name())
             .filter(|c| c.applies_to(&call))
             .cloned();
-        Box::pin(async move {
-            match cache {
-                Some(cache) => cache.call(inner, call).await,
-                None => inner.oneshot(call).await,
-            }
-        })
+        // Only a cached tool's call carries the cache's future (the coalescing map, the
+        // shared tier's Redis round trips): several KB that every call would otherwise move.
+        match cache {
+            Some(cache) => Box::pin(async move { cache.call(inner, call).await }),
+            None => Box::pin(inner.oneshot(call)),
+        }
     }
 }
 

@@ -1,0 +1,37 @@
+# Shared by the bench scripts (sourced): the configurations both a benchmark and the
+# instruction count run, so the two always measure the same setup.
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# write_stdio_gateway_config FILE ECHO_BIN: `switchboard serve` with the echo server as a stdio
+# child (tool name `echo`, no prefix) and the audit log off, as peers have none.
+write_stdio_gateway_config() {
+  cat >"$1" <<TOML
+[audit]
+enabled = false
+[[upstream]]
+name = "echo"
+connect = { transport = "stdio", command = "$2", args = ["--log", "warn", "server", "echo"] }
+prefix = "never"
+TOML
+}
+
+# write_mcp_proxy_config FILE PORT ECHO_BIN: the Rust mcp-proxy on 127.0.0.1:PORT with the
+# echo server as its one stdio backend (tool name `echo/echo`, served at `/`).
+write_mcp_proxy_config() {
+  cat >"$1" <<TOML
+[proxy]
+name = "bench"
+[proxy.listen]
+host = "127.0.0.1"
+port = $2
+[[backends]]
+name = "echo"
+transport = "stdio"
+command = "$3"
+args = ["--log", "warn", "server", "echo"]
+[observability]
+log_level = "warn"
+TOML
+}
