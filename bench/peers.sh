@@ -128,7 +128,7 @@ listening() {
 # Labels, URLs, tools and headers of the cases that started, in report order.
 names=(); urls=(); tools=(); headers=(); case_roots=()
 # add_case NAME URL TOOL [HEADER]: the gateway's processes are those launched under NAME
-# (and, for ContextForge, its bridge too: see CASE_ROOTS).
+# (and, for ContextForge, its bridge too: CASE_EXTRA_ROOTS names more roots).
 add_case() {
   names+=("$1"); urls+=("$2"); tools+=("$3"); headers+=("${4:-}")
   case_roots+=("${roots[$1]:-} ${CASE_EXTRA_ROOTS:-}")
