@@ -72,6 +72,11 @@ fn initialize_request() -> serde_json::Value {
     })
 }
 
+/// The JSON-RPC `tools/call` request `id` with `params` (serialized), as both clients send it.
+fn tools_call(id: u64, params: &str) -> String {
+    format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{params}}}")
+}
+
 /// A response's id and whether the call succeeded (`Err`: the error, as shown to the user).
 type Judged = (u64, Result<(), String>);
 
@@ -210,9 +215,8 @@ impl WireClient {
             Ok(Some(waiters)) => waiters.insert(id, tx),
             _ => return Err("protocol error: the server closed its output".into()),
         };
-        let frame = format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{params}}}\n"
-        );
+        let mut frame = tools_call(id, params);
+        frame.push('\n');
         {
             let mut stdin = self.stdin.lock().await;
             if let Err(e) = stdin.write_all(frame.as_bytes()).await {
@@ -393,12 +397,13 @@ impl WireHttpClient {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = match (self.era, params.strip_prefix('{')) {
             // A stateless request says its revision and capabilities in `_meta`.
-            (HttpEra::Stateless, Some(rest)) => format!(
-                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"_meta\":{{\"io.modelcontextprotocol/protocolVersion\":\"{STATELESS_VERSION}\",\"io.modelcontextprotocol/clientCapabilities\":{{}}}},{rest}}}"
+            (HttpEra::Stateless, Some(rest)) => tools_call(
+                id,
+                &format!(
+                    "{{\"_meta\":{{\"io.modelcontextprotocol/protocolVersion\":\"{STATELESS_VERSION}\",\"io.modelcontextprotocol/clientCapabilities\":{{}}}},{rest}"
+                ),
             ),
-            _ => format!(
-                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{params}}}"
-            ),
+            _ => tools_call(id, params),
         };
         let (parts, answer) = self.post(body).await?;
         match judge_answer(answer_for(&parts, &answer, id)?) {
