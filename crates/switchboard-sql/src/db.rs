@@ -196,18 +196,18 @@ impl std::io::Write for ByteCount {
 }
 
 /// The length of `value`'s compact JSON text (what the result-size limit counts), without
-/// building it. Strings, integers, booleans and null (nearly every cell) are counted
-/// directly; anything else is serialised into a counter.
+/// building it. Strings, numbers, booleans and null (nearly every cell) are counted
+/// directly; arrays and objects are serialised into a counter.
 fn json_len(value: &Value) -> usize {
     match value {
         Value::Null => 4,
         Value::Bool(true) => 4,
         Value::Bool(false) => 5,
         Value::String(s) => json_string_len(s),
-        Value::Number(n) if n.is_u64() || n.is_i64() => match (n.as_u64(), n.as_i64()) {
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
             (Some(u), _) => decimal_digits(u),
             (None, Some(i)) => 1 + decimal_digits(i.unsigned_abs()),
-            _ => n.to_string().len(),
+            _ => crate::output::with_number_text(n, str::len),
         },
         other => {
             let mut count = ByteCount(0);
@@ -1432,6 +1432,15 @@ mod tests {
             serde_json::json!(u64::MAX),
             serde_json::json!(1.5),
             serde_json::json!(-0.000123),
+            serde_json::json!(122.82),
+            serde_json::json!(0.1 + 0.2),
+            serde_json::json!(-0.0),
+            serde_json::json!(1e300),
+            serde_json::json!(-1e-300),
+            serde_json::json!(f64::MAX),
+            serde_json::json!(f64::MIN_POSITIVE),
+            serde_json::json!(5e-324),
+            serde_json::json!(123_456_789_012_345_680.0),
             serde_json::json!(""),
             serde_json::json!("Nguyễn Văn An"),
             serde_json::json!("quote \" backslash \\ tab \t nl \n cr \r ff \u{c} bs \u{8}"),

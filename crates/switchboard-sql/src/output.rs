@@ -37,51 +37,56 @@ const MAX_WIDTH: usize = 48;
 
 /// A value shown in a text table.
 pub(crate) trait Cell {
-    /// Calls `f` with the cell's text, without allocating where possible.
-    fn with_text<T>(&self, f: impl FnOnce(&str) -> T) -> T;
+    /// The cell's text when the cell holds it; otherwise the text is appended to `scratch`
+    /// and `None` returned (numbers: each is formatted once per table, not once per pass).
+    fn text<'a>(&'a self, scratch: &mut String) -> Option<&'a str>;
 }
 
 impl Cell for String {
-    fn with_text<T>(&self, f: impl FnOnce(&str) -> T) -> T {
-        f(self)
-    }
-}
-
-/// A small stack buffer for a number's or boolean's text.
-struct StackText {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl std::fmt::Write for StackText {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
+    fn text<'a>(&'a self, _: &mut String) -> Option<&'a str> {
+        Some(self)
     }
 }
 
 impl Cell for Value {
-    fn with_text<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+    fn text<'a>(&'a self, scratch: &mut String) -> Option<&'a str> {
         match self {
-            Value::Null => f("NULL"),
-            Value::String(s) => f(s),
-            other => {
-                use std::fmt::Write as _;
-                let mut text = StackText {
-                    buf: [0; 64],
-                    len: 0,
-                };
-                match write!(text, "{other}")
-                    .ok()
-                    .and_then(|()| std::str::from_utf8(&text.buf[..text.len]).ok())
-                {
-                    Some(s) => f(s),
-                    None => f(&other.to_string()),
-                }
+            Value::Null => Some("NULL"),
+            Value::Bool(true) => Some("true"),
+            Value::Bool(false) => Some("false"),
+            Value::String(s) => Some(s),
+            Value::Number(n) => {
+                with_number_text(n, |t| scratch.push_str(t));
+                None
             }
+            other => {
+                scratch.push_str(&other.to_string());
+                None
+            }
+        }
+    }
+}
+
+/// Where a cell's text is: in the cell, or at a range of the table's scratch text.
+enum CellText<'a> {
+    Held(&'a str),
+    Scratch(std::ops::Range<usize>),
+}
+
+/// Calls `f` with `n`'s JSON text, exactly as serde_json writes it (the same `itoa` and
+/// `zmij` formatters), on the stack: a 1,000-row result formats thousands of numbers, and
+/// `fmt`'s machinery would cost more than the formatting.
+pub(crate) fn with_number_text<T>(n: &serde_json::Number, f: impl FnOnce(&str) -> T) -> T {
+    if let Some(u) = n.as_u64() {
+        f(itoa::Buffer::new().format(u))
+    } else if let Some(i) = n.as_i64() {
+        f(itoa::Buffer::new().format(i))
+    } else {
+        match n.as_f64() {
+            // serde_json's Number holds only finite floats; the guard keeps that an assumption
+            // this code does not rest on.
+            Some(x) if x.is_finite() => f(zmij::Buffer::new().format_finite(x)),
+            _ => f(&n.to_string()),
         }
     }
 }
@@ -124,16 +129,37 @@ fn push_cell(out: &mut String, s: &str, width: usize, pad: bool) {
         }
     }
     if pad {
-        out.extend(std::iter::repeat_n(' ', width.saturating_sub(shown)));
+        let mut missing = width.saturating_sub(shown);
+        while missing > 0 {
+            let n = missing.min(SPACES.len());
+            out.push_str(&SPACES[..n]);
+            missing -= n;
+        }
     }
 }
+
+/// Padding, appended a slice at a time rather than a `char` at a time.
+const SPACES: &str = "                                                                ";
 
 /// Renders rows as an aligned text table, cells cut at a readable width.
 pub(crate) fn text_table<H: AsRef<str>, C: Cell>(headers: &[H], rows: &[Vec<C>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| shown_chars(h.as_ref()).0).collect();
+    // One pass finds every cell's text (formatting those that need it) and the column
+    // widths; the second lays the table out from those texts.
+    let mut scratch = String::new();
+    let mut texts: Vec<CellText<'_>> = Vec::with_capacity(rows.len() * widths.len());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.with_text(|t| shown_chars(t).0));
+            let start = scratch.len();
+            let (text, shown) = match cell.text(&mut scratch) {
+                Some(held) => (CellText::Held(held), shown_chars(held).0),
+                None => {
+                    let shown = shown_chars(&scratch[start..]).0;
+                    (CellText::Scratch(start..scratch.len()), shown)
+                }
+            };
+            *w = (*w).max(shown);
+            texts.push(text);
         }
     }
     let line_len: usize = widths.iter().sum::<usize>() + 3 * widths.len() + 1;
@@ -156,14 +182,19 @@ pub(crate) fn text_table<H: AsRef<str>, C: Cell>(headers: &[H], rows: &[Vec<C>])
         }
         out.extend(std::iter::repeat_n('-', *w));
     }
+    let mut texts = texts.iter();
     for row in rows {
         out.push('\n');
         let start = out.len();
-        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+        for (i, (w, text)) in widths.iter().take(row.len()).zip(&mut texts).enumerate() {
             if i > 0 {
                 out.push_str(" | ");
             }
-            cell.with_text(|t| push_cell(&mut out, t, *w, true));
+            let text = match text {
+                CellText::Held(held) => held,
+                CellText::Scratch(range) => scratch.get(range.clone()).unwrap_or_default(),
+            };
+            push_cell(&mut out, text, *w, true);
         }
         end_line(&mut out, start);
     }
@@ -474,6 +505,13 @@ mod tests {
             serde_json::json!(-42),
             serde_json::json!(1.5),
             serde_json::json!(1e300),
+            serde_json::json!(-0.000123),
+            serde_json::json!(0.1 + 0.2),
+            serde_json::json!(-0.0),
+            serde_json::json!(f64::MIN_POSITIVE),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(i64::MIN),
+            Value::Bool(false),
             serde_json::json!("text"),
             serde_json::json!({"k": [1, 2]}),
         ];

@@ -58,11 +58,29 @@ pub(crate) fn random_token() -> Result<String, std::io::Error> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The capacity asked for on a pipe that carries answers (our stdout, an upstream child's
+/// stdout). With Linux's default 64 KiB, a 270 KB answer (a 1,000-row query) crosses in five
+/// pieces, each waking the writer and the reader once; with 1 MiB it is one write. 1 MiB is
+/// the kernel's default ceiling for unprivileged processes (`/proc/sys/fs/pipe-max-size`).
+pub const ANSWER_PIPE_BYTES: usize = 1 << 20;
+
+/// Asks for [`ANSWER_PIPE_BYTES`] of capacity on `pipe`. A descriptor that is not a pipe, or
+/// a lower system ceiling, leaves it as it was: the capacity changes speed, never meaning.
+pub fn widen_pipe(pipe: &impl std::os::fd::AsFd) {
+    #[cfg(target_os = "linux")]
+    if let Err(err) = rustix::pipe::fcntl_setpipe_size(pipe, ANSWER_PIPE_BYTES) {
+        tracing::debug!("pipe capacity left at its default: {err}");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = pipe;
+}
+
 /// Serves `server` over this process's stdin and stdout until the client closes stdin.
 ///
 /// Uses rmcp's non-blocking pipe transport, which keeps message hand-off on the IO reactor
 /// when the client launched us with pipes (the usual case).
 pub async fn serve_stdio<S: ServerHandler>(server: S) -> Result<(), TransportError> {
+    widen_pipe(&std::io::stdout());
     let running = server
         .serve(rmcp::transport::stdio_pipes())
         .await

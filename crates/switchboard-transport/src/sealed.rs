@@ -58,6 +58,9 @@ pub const SESSION_KEY_LEN: usize = 32;
 const MAX_TOKEN_CHARS: usize = 16 * 1024;
 /// Sessions ended with `DELETE` remembered at most, so their tokens stay refused.
 const MAX_REVOKED: usize = 100_000;
+/// Opened tokens remembered at most (a few hundred bytes each): more than the sessions a
+/// replica holds at once in the measured sizing (10,000).
+const MAX_VERIFIED: usize = 16_384;
 
 /// Why a session key or token was refused.
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +219,17 @@ pub struct OpenedSession {
     /// rmcp's internal session id.
     pub sid: String,
     /// The client's `initialize` parameters, as sealed (JSON).
-    init: Box<RawValue>,
+    init: Arc<RawValue>,
+}
+
+/// What an authenticated token says, before the checks that depend on the request and the
+/// time (age, subject, revocation).
+#[derive(Clone)]
+struct Verified {
+    sid: Arc<str>,
+    iat: u64,
+    sub: Option<Arc<str>>,
+    init: Arc<RawValue>,
 }
 
 /// Seals and opens session ids, and remembers what the current requests need for rmcp's
@@ -234,6 +247,11 @@ pub struct SessionSealer {
     opened: Mutex<HashMap<String, (Arc<RawValue>, usize)>>,
     /// Internal ids ended with `DELETE`, with when their tokens would expire anyway.
     revoked: Mutex<HashMap<String, SystemTime>>,
+    /// Tokens that authenticated, and what they said: a session's later requests skip the
+    /// base64 decode, the AEAD open and the JSON parse. Keyed by the whole token, so only a
+    /// token that authenticated can ever match; age, subject and revocation are still checked
+    /// on every request.
+    verified: Mutex<HashMap<Box<[u8]>, Verified>>,
     on_revoke: Mutex<Option<RevokeHook>>,
 }
 
@@ -262,6 +280,7 @@ impl SessionSealer {
             issued: Mutex::default(),
             opened: Mutex::default(),
             revoked: Mutex::default(),
+            verified: Mutex::default(),
             on_revoke: Mutex::default(),
         }
     }
@@ -353,6 +372,46 @@ impl SessionSealer {
 
     /// Opens a token, checking its key, integrity, age, subject and revocation.
     pub fn open(&self, token: &[u8], subject: Option<&str>) -> Result<OpenedSession, SealError> {
+        let cached = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|verified| verified.get(token).cloned());
+        let claims = match cached {
+            Some(claims) => claims,
+            None => {
+                let claims = self.authenticate(token)?;
+                if let Ok(mut verified) = self.verified.lock() {
+                    if verified.len() >= MAX_VERIFIED {
+                        // Bounded by forgetting: a forgotten token is authenticated again.
+                        verified.clear();
+                    }
+                    verified.insert(token.into(), claims.clone());
+                }
+                claims
+            }
+        };
+        if !self.max_age.is_zero() {
+            let age = unix_secs(SystemTime::now()).saturating_sub(claims.iat);
+            if age > self.max_age.as_secs() {
+                return Err(SealError::Expired);
+            }
+        }
+        if claims.sub.as_deref() != subject {
+            return Err(SealError::WrongSubject);
+        }
+        if self.is_revoked(&claims.sid) {
+            return Err(SealError::Revoked);
+        }
+        Ok(OpenedSession {
+            sid: claims.sid.to_string(),
+            init: claims.init,
+        })
+    }
+
+    /// Decodes a token and checks its format, key and integrity: what it says, unchecked
+    /// against the time and the request.
+    fn authenticate(&self, token: &[u8]) -> Result<Verified, SealError> {
         if token.len() > MAX_TOKEN_CHARS {
             return Err(SealError::Malformed);
         }
@@ -378,21 +437,11 @@ impl SessionSealer {
             )
             .map_err(|_| SealError::Forged)?;
         let claims: ClaimsIn = serde_json::from_slice(plaintext).map_err(|_| SealError::Forged)?;
-        if !self.max_age.is_zero() {
-            let age = unix_secs(SystemTime::now()).saturating_sub(claims.iat);
-            if age > self.max_age.as_secs() {
-                return Err(SealError::Expired);
-            }
-        }
-        if claims.sub.as_deref() != subject {
-            return Err(SealError::WrongSubject);
-        }
-        if self.is_revoked(&claims.sid) {
-            return Err(SealError::Revoked);
-        }
-        Ok(OpenedSession {
-            sid: claims.sid,
-            init: claims.init,
+        Ok(Verified {
+            sid: claims.sid.into(),
+            iat: claims.iat,
+            sub: claims.sub.map(Arc::from),
+            init: Arc::from(claims.init),
         })
     }
 
@@ -402,7 +451,7 @@ impl SessionSealer {
 
     /// Makes `opened`'s state available to `load` until the returned guard drops.
     fn hold(self: &Arc<Self>, opened: OpenedSession) -> HeldSession {
-        let init: Arc<RawValue> = Arc::from(opened.init);
+        let init = opened.init;
         if let Ok(mut held) = self.opened.lock() {
             held.entry(opened.sid.clone())
                 .and_modify(|(_, uses)| *uses += 1)
@@ -584,6 +633,11 @@ mod tests {
     fn another_subject_cannot_continue_a_session() {
         let s = sealer(&[key(1)], Duration::from_secs(60));
         let token = s.seal("abc", &init(), Some("alice")).expect("seal");
+        // Remembered as authenticated by alice's request; the subject is still checked.
+        assert_eq!(
+            s.open(token.as_bytes(), Some("alice")).expect("open").sid,
+            "abc"
+        );
         assert!(matches!(
             s.open(token.as_bytes(), Some("mallory")),
             Err(SealError::WrongSubject)
@@ -598,6 +652,8 @@ mod tests {
     fn any_changed_byte_is_refused() {
         let s = sealer(&[key(1)], Duration::from_secs(60));
         let token = s.seal("abc", &init(), None).expect("seal");
+        // The genuine token is remembered as authenticated; no altered copy may match it.
+        s.open(token.as_bytes(), None).expect("genuine");
         let raw = URL_SAFE_NO_PAD.decode(&token).expect("base64");
         for i in 0..raw.len() {
             let mut bad = raw.clone();
@@ -671,17 +727,37 @@ mod tests {
             .expect("seal");
         out.extend_from_slice(&body);
         let token = URL_SAFE_NO_PAD.encode(out);
-        assert!(matches!(
-            s.open(token.as_bytes(), None),
-            Err(SealError::Expired)
-        ));
+        for _ in 0..2 {
+            // The second time from the remembered claims: the age is checked again.
+            assert!(matches!(
+                s.open(token.as_bytes(), None),
+                Err(SealError::Expired)
+            ));
+        }
 
         let live = s.seal("y", &init(), None).expect("seal");
+        // Opened once (so it is remembered as authenticated), then ended: still refused.
+        assert_eq!(s.open(live.as_bytes(), None).expect("live").sid, "y");
         s.revoke("y");
         assert!(matches!(
             s.open(live.as_bytes(), None),
             Err(SealError::Revoked)
         ));
+    }
+
+    #[test]
+    fn remembered_tokens_are_bounded() {
+        let s = sealer(&[key(1)], Duration::from_secs(60));
+        let first = s.seal("first", &init(), None).expect("seal");
+        s.open(first.as_bytes(), None).expect("open");
+        for i in 0..MAX_VERIFIED {
+            let token = s.seal(&format!("s{i}"), &init(), None).expect("seal");
+            s.open(token.as_bytes(), None).expect("open");
+            let held = s.verified.lock().expect("lock").len();
+            assert!(held <= MAX_VERIFIED, "{held} remembered");
+        }
+        // Forgotten or not, the first token still opens.
+        assert_eq!(s.open(first.as_bytes(), None).expect("open").sid, "first");
     }
 
     #[test]

@@ -124,6 +124,9 @@ impl ProcessGroupChild {
             tokio::spawn(forward_stderr(stderr, name.to_owned(), max_stderr_line));
         }
         LIVE_CHILDREN.fetch_add(1, Ordering::Relaxed);
+        if let Some(stdout) = &child.stdout {
+            crate::widen_pipe(stdout);
+        }
         Ok(Self {
             stdin: child.stdin.take(),
             stdout: child.stdout.take(),
