@@ -43,8 +43,10 @@ mcp_proxy_rs_version=0.6.0
 if [ -z "${SWITCHBOARD_BIN:-}" ] || [ -z "${BARE_ECHO_BIN:-}" ]; then
   cargo build --release -p switchboard --bin switchboard --example bare_echo --quiet
 fi
-sb=${SWITCHBOARD_BIN:-$PWD/target/release/switchboard}
-bare=${BARE_ECHO_BIN:-$PWD/target/release/examples/bare_echo}
+# Absolute: some cases run from other directories (ContextForge's bridge starts the echo
+# from its own working directory).
+sb=$(realpath "${SWITCHBOARD_BIN:-target/release/switchboard}")
+bare=$(realpath "${BARE_ECHO_BIN:-target/release/examples/bare_echo}")
 peers=$PWD/target/peers
 mkdir -p "$peers" target/bench
 skipped=()
@@ -196,7 +198,7 @@ if [ "$py_ok" = 1 ]; then
   if wait_port "$bridge_port" 60 && wait_port "$cf_port" 120; then
     token=$("${cf_env[@]}" "$venv/bin/python" -m mcpgateway.utils.create_jwt_token \
       --username admin@example.com --exp 120 --secret "$jwt_secret" 2>/dev/null | tail -n 1 || true)
-    cf_url=$("$venv/bin/python" - "http://127.0.0.1:$cf_port" "http://127.0.0.1:$bridge_port/mcp" "$token" <<'PY' || true
+    cf_url=$("$venv/bin/python" - "http://127.0.0.1:$cf_port" "http://127.0.0.1:$bridge_port/mcp" "$token" 2>"$work/contextforge-register.log" <<'PY' || true
 import json, sys, time, urllib.request
 base, bridge, token = sys.argv[1:4]
 def api(method, path, body=None):
@@ -222,7 +224,7 @@ PY
   if [ -n "$cf_url" ]; then
     CASE_EXTRA_ROOTS=${roots[contextforge-translate]} add_case contextforge "$cf_url" echo-echo "Authorization: Bearer $token"
   else
-    skipped+=("contextforge: did not start: $(tail -n 3 "$work/contextforge.log" | tr '\n' ' ')")
+    skipped+=("contextforge: did not start: $(tail -n 3 "$work/contextforge.log" "$work/contextforge-register.log" 2>/dev/null | tr '\n' ' ' || true)")
   fi
 fi
 

@@ -2,16 +2,16 @@
 # SQL server benchmark (issue 3): Switchboard's SQL server against the official, archived
 # `mcp-server-sqlite` (PyPI, pinned in bench/requirements-sqlite.txt, in its own venv because it
 # needs mcp<2), on the same SQLite file, both driven over stdio by the same client
-# (`switchboard bench`), in one run. Cases: a point lookup by primary key (c=1 and c=8) and a
-# 1,000-row SELECT (c=1), each with the rmcp client (which decodes every answer into typed
-# values) and the 1,000-row case also with `--wire` (which checks every answer's JSON, id and
-# isError but skips its content, so the client's decoding is not what is measured), at c=1
-# and c=8. Each line also gives the server process's CPU time per call, which the client and
+# (`switchboard bench`), in one run. Cases: a point lookup by primary key and a 1,000-row
+# SELECT, each with the rmcp client (which decodes every answer into typed values) and with
+# `--wire` (which checks every answer's JSON, id and isError but skips its content, so the
+# client's decoding is not what is measured), at c=1 and c=8 (the 1,000-row case with the
+# rmcp client at c=1 only). Each line also gives the server process's CPU time per call, which the client and
 # the rest of the machine do not affect. Prints a Markdown table with the ratios per case (target: >= 10x)
 # and writes the raw JSON lines to target/bench/sql.jsonl.
 #
 # Usage: [SWITCHBOARD_BIN=path] bench/sql.sh
-#   (about 1 minute on 2 cores after the build; 4-5 s per server and case)
+#   (about 1.5 minutes on 2 cores after the build; 4-5 s per server and case)
 # Scale every call count with SQL_BENCH_SCALE (e.g. 0.2 for a quick look, 2 for steadier numbers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,6 +105,8 @@ case_run() { # case client concurrency ours_calls official_calls sql
 load_before=$(uptime | sed 's/.*load average: //')
 case_run "point lookup (id = 4242)" rmcp 1 15000 3000 "$point_sql"
 case_run "point lookup (id = 4242)" rmcp 8 40000 3000 "$point_sql"
+case_run "point lookup (id = 4242)" wire 1 15000 3000 "$point_sql"
+case_run "point lookup (id = 4242)" wire 8 40000 3000 "$point_sql"
 case_run "1,000-row SELECT"         rmcp 1 800   400  "$rows_sql"
 case_run "1,000-row SELECT"         wire 1 1500  400  "$rows_sql"
 case_run "1,000-row SELECT"         wire 8 3000  400  "$rows_sql"
