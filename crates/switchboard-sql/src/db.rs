@@ -179,6 +179,16 @@ impl sqlite::RowSink for Collector<'_> {
         self.rows.push(cells);
         true
     }
+
+    fn restart(&mut self) {
+        // Keeps the rows' allocation; everything else starts over.
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.clear();
+        *self = Self {
+            rows,
+            ..Self::new(self.limits, self.offset, Some(self.max_rows))
+        };
+    }
 }
 
 /// Counts the bytes written to it.
@@ -520,6 +530,7 @@ impl Database {
                 columns = sqlite::read_rows(
                     &mut conn,
                     self.limits.statement_timeout,
+                    sqlite::Placement::DEFAULT,
                     sql,
                     params,
                     &mut collector,
