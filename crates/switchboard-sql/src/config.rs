@@ -89,7 +89,8 @@ pub struct Limits {
     pub max_cell_bytes: usize,
     /// How long one statement may run before the engine cancels it.
     pub statement_timeout: Duration,
-    /// Connections in the pool.
+    /// Connections in the pool (on SQLite: in each of the two read pools, `query`'s and the
+    /// catalog tools'; see `held`).
     pub pool_size: u32,
     /// How long a call waits for a free pooled connection before failing with `busy`.
     pub acquire_timeout: Duration,

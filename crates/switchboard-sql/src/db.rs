@@ -20,6 +20,7 @@ use crate::{
     config::{Limits, SqlConfig},
     error::SqlError,
     guard,
+    held::HeldPool,
     output::{
         ColumnInfo, ExecuteOutput, ExplainOutput, ForeignKey, IndexInfo, InsertOutput, QueryOutput,
         TableColumn, TableDescription, TableEntry, TablesOutput,
@@ -35,8 +36,10 @@ pub(crate) struct Database {
 }
 
 enum Pools {
-    /// SQLite: a read-only pool, and a one-connection writer when writes are allowed.
+    /// SQLite: read-only connections held locked for `query` (see `held`), a read-only sqlx
+    /// pool for the catalog tools, and a one-connection writer when writes are allowed.
     Sqlite {
+        held: HeldPool,
         read: SqlitePool,
         write: Option<SqlitePool>,
     },
@@ -303,6 +306,7 @@ impl Database {
                 .read_only(true)
                 .create_if_missing(false)
                 .pragma("query_only", "ON");
+            let held = HeldPool::new(read_opts.clone(), limits.pool_size, limits.acquire_timeout);
             let read = SqlitePoolOptions::new()
                 .max_connections(limits.pool_size)
                 .acquire_timeout(limits.acquire_timeout)
@@ -330,7 +334,7 @@ impl Database {
             } else {
                 None
             };
-            Pools::Sqlite { read, write }
+            Pools::Sqlite { held, read, write }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(&url)
                 .map_err(|e| SqlError::Url(format!("invalid PostgreSQL URL: {e}")))?;
@@ -414,7 +418,8 @@ impl Database {
     /// Closes the pools.
     pub(crate) async fn close(&self) {
         match &self.pools {
-            Pools::Sqlite { read, write } => {
+            Pools::Sqlite { held, read, write } => {
+                held.close();
                 read.close().await;
                 if let Some(w) = write {
                     w.close().await;
@@ -525,8 +530,8 @@ impl Database {
         let mut columns = Vec::new();
         let mut collector = Collector::new(&self.limits, offset, max_rows);
         match &self.pools {
-            Pools::Sqlite { read, .. } => {
-                let mut conn = read.acquire().await.map_err(|e| self.err(e))?;
+            Pools::Sqlite { held, .. } => {
+                let mut conn = held.acquire().await.map_err(|e| self.err(e))?;
                 columns = sqlite::read_rows(
                     &mut conn,
                     self.limits.statement_timeout,
@@ -535,7 +540,6 @@ impl Database {
                     params,
                     &mut collector,
                 )
-                .await
                 .map_err(|e| self.read_err(e))?;
             }
             Pools::Postgres(pool) => {
@@ -1482,7 +1486,7 @@ mod tests {
             .map_err(|e| e.to_string())
             .unwrap_or_else(|e| panic!("{e}"));
         let db = sqlite_database(&path).await;
-        let Pools::Sqlite { read, write } = &db.pools else {
+        let Pools::Sqlite { read, write, .. } = &db.pools else {
             panic!("not sqlite")
         };
         assert!(write.is_none());

@@ -42,6 +42,7 @@ mod db;
 mod error;
 /// The early tokenizer check; public only so the fuzz target (`fuzz/`) can drive it.
 pub mod guard;
+mod held;
 mod output;
 mod server;
 mod sqlite;

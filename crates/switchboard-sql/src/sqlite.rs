@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use crate::{
     error::SqlError,
+    held::HeldConnection,
     output::ColumnInfo,
     values::{self, SqliteClass, StoredCell},
 };
@@ -276,26 +277,25 @@ impl Placement {
 ///
 /// Why not sqlx's row stream: sqlx-sqlite runs statements on a worker thread and sends every
 /// row back through a channel with a copy of each value (`sqlite3_value_dup`), which for a
-/// 1,000-row answer costs more than SQLite's own work. Here the connection is locked once
-/// (one hand-off to the worker) and the statement is prepared, stepped and finalized
-/// directly. The statement deadline is armed as for every call, so the progress handler
+/// 1,000-row answer costs more than SQLite's own work. Here the connection's handle is held
+/// locked for good (see `held`), and the statement is prepared, stepped and finalized
+/// directly on the caller's thread. The statement deadline is armed as for every call, so the progress handler
 /// still interrupts a statement that runs too long. On a multi-threaded runtime a statement
 /// that outlasts its [`Placement`] moves under `block_in_place`, so a long statement never
 /// holds up the runtime's other tasks for long.
-pub(crate) async fn read_rows(
-    conn: &mut SqliteConnection,
+pub(crate) fn read_rows(
+    conn: &mut HeldConnection,
     timeout: Duration,
     placement: Placement,
     sql: &str,
     params: &[Value],
     sink: &mut (dyn RowSink + Send),
 ) -> Result<Vec<ColumnInfo>, ReadError> {
-    let mut handle = conn.lock_handle().await.map_err(ReadError::Sqlx)?;
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let db = handle.as_raw_handle().as_ptr();
-    // SAFETY: `db` is this connection's live handle and the lock is held for the whole call,
-    // so no other thread uses it.
+    let db = conn.raw();
+    // SAFETY: `db` is this connection's live handle, held locked for the connection's life,
+    // and `&mut` on the connection keeps every other thread off it for the call.
     let deadline = unsafe { deadline_of(db) }.map_err(ReadError::Sqlx)?;
     // SAFETY: as above.
     let result = unsafe {
@@ -854,18 +854,13 @@ mod tests {
         }
     }
 
-    async fn prepared_connection(dir: &tempfile::TempDir) -> SqliteConnection {
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("budget.db").display()
-        );
-        let mut conn = SqliteConnection::connect(&url)
+    async fn prepared_connection(dir: &tempfile::TempDir) -> HeldConnection {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("budget.db"))
+            .create_if_missing(true);
+        HeldConnection::open(&options)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        prepare_connection(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        conn
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// 20 rows, the first at once and the rest far apart: each takes thousands of
@@ -896,7 +891,6 @@ mod tests {
             &[],
             &mut sink,
         )
-        .await
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(sink.restarts, 0);
         assert_eq!(sink.rows, sparse_rows());
@@ -923,7 +917,6 @@ mod tests {
             &[],
             &mut sink,
         )
-        .await
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(sink.restarts, 1);
         assert_eq!(sink.rows, sparse_rows());
@@ -948,7 +941,6 @@ mod tests {
             &[],
             &mut sink,
         )
-        .await
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(sink.restarts, 0);
         assert_eq!(sink.rows, sparse_rows());
@@ -973,8 +965,7 @@ mod tests {
             endless,
             &[],
             &mut sink,
-        )
-        .await;
+        );
         assert!(matches!(result, Err(ReadError::Interrupted)), "{result:?}");
         assert_eq!(sink.restarts, 1);
     }
