@@ -39,7 +39,8 @@ enum Pools {
     /// SQLite: read-only connections held locked for `query` (see `held`), a read-only sqlx
     /// pool for the catalog tools, and a one-connection writer when writes are allowed.
     Sqlite {
-        held: HeldPool,
+        /// Boxed: its connect options are large, and the other engines' pools are not.
+        held: Box<HeldPool>,
         read: SqlitePool,
         write: Option<SqlitePool>,
     },
@@ -306,7 +307,11 @@ impl Database {
                 .read_only(true)
                 .create_if_missing(false)
                 .pragma("query_only", "ON");
-            let held = HeldPool::new(read_opts.clone(), limits.pool_size, limits.acquire_timeout);
+            let held = Box::new(HeldPool::new(
+                read_opts.clone(),
+                limits.pool_size,
+                limits.acquire_timeout,
+            ));
             let read = SqlitePoolOptions::new()
                 .max_connections(limits.pool_size)
                 .acquire_timeout(limits.acquire_timeout)
