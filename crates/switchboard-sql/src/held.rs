@@ -27,15 +27,24 @@ use crate::sqlite;
 
 /// A read connection whose handle is locked from its opening to its drop.
 pub(crate) struct HeldConnection {
-    /// Borrows `*conn`; dropped first (see `Drop`), which hands the handle back to sqlx's
-    /// worker thread before the connection itself goes.
-    handle: ManuallyDrop<LockedSqliteHandle<'static>>,
+    /// Borrows `*_conn`. Fields drop in declaration order, so the handle goes back to sqlx's
+    /// worker thread before the connection itself is dropped.
+    handle: LockedSqliteHandle<'static>,
     /// Owns the box the handle borrows; reached only through `handle` while it lives.
-    conn: BoxedConnection,
+    _conn: BoxedConnection,
 }
 
-/// A connection from `Box::into_raw`, freed by [`HeldConnection`]'s `Drop`.
+/// A connection from `Box::into_raw`, freed when this is dropped: also when the opening of a
+/// [`HeldConnection`] is cancelled while it waits for the lock.
 struct BoxedConnection(*mut SqliteConnection);
+
+impl Drop for BoxedConnection {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Box::into_raw` and is freed exactly once, here, after
+        // every borrow of it has ended (the handle field, or the cancelled lock, drops first).
+        drop(unsafe { Box::from_raw(self.0) });
+    }
+}
 
 // SAFETY: sqlx's SQLite connection is `Send`; the pointer is only the box's owner, and the
 // box is reached by one thread at a time (the pool lends a connection to one caller).
@@ -51,35 +60,17 @@ impl HeldConnection {
         // SAFETY: `conn` is a live box that nothing else references; the borrow handed to
         // `lock_handle` is kept in the returned value, which never moves the box and frees
         // it only after the handle is dropped.
-        match unsafe { &mut *conn.0 }.lock_handle().await {
-            Ok(handle) => Ok(Self {
-                handle: ManuallyDrop::new(handle),
-                conn,
-            }),
-            Err(err) => {
-                // SAFETY: the failed lock left no borrow behind; the box is freed once.
-                drop(unsafe { Box::from_raw(conn.0) });
-                Err(err)
-            }
-        }
+        let handle = unsafe { &mut *conn.0 }.lock_handle().await?;
+        Ok(Self {
+            handle,
+            _conn: conn,
+        })
     }
 
     /// The connection's `sqlite3` handle, usable until this connection is dropped, by the
     /// thread that holds `&mut self`.
     pub(crate) fn raw(&mut self) -> *mut libsqlite3_sys::sqlite3 {
         self.handle.as_raw_handle().as_ptr()
-    }
-}
-
-impl Drop for HeldConnection {
-    fn drop(&mut self) {
-        // SAFETY: the handle is dropped exactly once, here, before the box it borrows, which
-        // is then freed exactly once (the worker thread takes the handle back and ends when
-        // the connection is dropped).
-        unsafe {
-            ManuallyDrop::drop(&mut self.handle);
-            drop(Box::from_raw(self.conn.0));
-        }
     }
 }
 
