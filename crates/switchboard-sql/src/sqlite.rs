@@ -873,25 +873,31 @@ mod tests {
         (0..20).map(|i| vec![Value::from(i * 10_000 + 1)]).collect()
     }
 
-    /// No time in place at all: every row is read off the runtime's worker, each once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn rows_past_the_budget_are_read_off_the_worker() {
+    /// Reads `sql` on a fresh prepared connection with `placement` and `timeout`: what the
+    /// reader returned, and what it handed the sink.
+    async fn read_with(
+        placement: Placement,
+        timeout: Duration,
+        sql: &str,
+    ) -> (Result<Vec<ColumnInfo>, ReadError>, Recorded) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut conn = prepared_connection(&dir).await;
         let mut sink = Recorded::default();
+        let result = read_rows(&mut conn, timeout, placement, sql, &[], &mut sink);
+        (result, sink)
+    }
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    /// No time in place at all: every row is read off the runtime's worker, each once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_past_the_budget_are_read_off_the_worker() {
         let placement = Placement {
             budget: Duration::ZERO,
-            step_limit: Duration::from_secs(30),
+            step_limit: LONG,
         };
-        read_rows(
-            &mut conn,
-            Duration::from_secs(60),
-            placement,
-            SPARSE_ROWS,
-            &[],
-            &mut sink,
-        )
-        .unwrap_or_else(|e| panic!("{e:?}"));
+        let (result, sink) = read_with(placement, 2 * LONG, SPARSE_ROWS).await;
+        assert!(result.is_ok(), "{result:?}");
         assert_eq!(sink.restarts, 0);
         assert_eq!(sink.rows, sparse_rows());
     }
@@ -902,22 +908,12 @@ mod tests {
     /// interrupted run.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_step_past_the_limit_runs_the_statement_again_whole() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut conn = prepared_connection(&dir).await;
-        let mut sink = Recorded::default();
         let placement = Placement {
-            budget: Duration::from_secs(30),
+            budget: LONG,
             step_limit: Duration::ZERO,
         };
-        read_rows(
-            &mut conn,
-            Duration::from_secs(60),
-            placement,
-            SPARSE_ROWS,
-            &[],
-            &mut sink,
-        )
-        .unwrap_or_else(|e| panic!("{e:?}"));
+        let (result, sink) = read_with(placement, 2 * LONG, SPARSE_ROWS).await;
+        assert!(result.is_ok(), "{result:?}");
         assert_eq!(sink.restarts, 1);
         assert_eq!(sink.rows, sparse_rows());
     }
@@ -926,22 +922,12 @@ mod tests {
     /// in place to its own deadline, once.
     #[tokio::test(flavor = "current_thread")]
     async fn a_current_thread_runtime_runs_the_statement_in_place() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut conn = prepared_connection(&dir).await;
-        let mut sink = Recorded::default();
         let placement = Placement {
             budget: Duration::ZERO,
             step_limit: Duration::ZERO,
         };
-        read_rows(
-            &mut conn,
-            Duration::from_secs(30),
-            placement,
-            SPARSE_ROWS,
-            &[],
-            &mut sink,
-        )
-        .unwrap_or_else(|e| panic!("{e:?}"));
+        let (result, sink) = read_with(placement, LONG, SPARSE_ROWS).await;
+        assert!(result.is_ok(), "{result:?}");
         assert_eq!(sink.restarts, 0);
         assert_eq!(sink.rows, sparse_rows());
     }
@@ -949,23 +935,13 @@ mod tests {
     /// The statement timeout still holds after the move: what is left of it, not a new one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_timeout_holds_across_the_move() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut conn = prepared_connection(&dir).await;
-        let mut sink = Recorded::default();
         let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
             SELECT count(*) FROM c";
         let placement = Placement {
-            budget: Duration::from_secs(30),
+            budget: LONG,
             step_limit: Duration::ZERO,
         };
-        let result = read_rows(
-            &mut conn,
-            Duration::from_millis(50),
-            placement,
-            endless,
-            &[],
-            &mut sink,
-        );
+        let (result, sink) = read_with(placement, Duration::from_millis(50), endless).await;
         assert!(matches!(result, Err(ReadError::Interrupted)), "{result:?}");
         assert_eq!(sink.restarts, 1);
     }
