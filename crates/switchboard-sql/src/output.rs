@@ -107,11 +107,37 @@ fn shown_chars(s: &str) -> (usize, bool) {
     }
 }
 
-/// Appends `s` as a cell: on one line, cut at [`MAX_WIDTH`] characters with `…`, padded to
-/// `width` (no padding when `pad` is false).
-fn push_cell(out: &mut String, s: &str, width: usize, pad: bool) {
-    let (shown, cut) = shown_chars(s);
-    let single_line = !s.bytes().any(|b| b == b'\n' || b == b'\r');
+/// How a cell's text is shown, measured once per cell: the table needs it for the column
+/// widths and again to lay the cell out.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Characters shown (at most [`MAX_WIDTH`]).
+    chars: usize,
+    /// Cut at [`MAX_WIDTH`].
+    cut: bool,
+    /// Holds no line break (which the table shows as a space).
+    single_line: bool,
+}
+
+impl Shape {
+    fn of(s: &str) -> Self {
+        let (chars, cut) = shown_chars(s);
+        Self {
+            chars,
+            cut,
+            single_line: memchr::memchr2(b'\n', b'\r', s.as_bytes()).is_none(),
+        }
+    }
+}
+
+/// Appends `s`, of shape `shape`, as a cell: on one line, cut at [`MAX_WIDTH`] characters
+/// with `…`, padded to `width` (a line's trailing padding is trimmed afterwards).
+fn push_cell(out: &mut String, s: &str, shape: Shape, width: usize) {
+    let Shape {
+        chars: shown,
+        cut,
+        single_line,
+    } = shape;
     if !cut && single_line {
         out.push_str(s);
     } else if single_line && s.is_ascii() {
@@ -128,13 +154,11 @@ fn push_cell(out: &mut String, s: &str, width: usize, pad: bool) {
             out.push('…');
         }
     }
-    if pad {
-        let mut missing = width.saturating_sub(shown);
-        while missing > 0 {
-            let n = missing.min(SPACES.len());
-            out.push_str(&SPACES[..n]);
-            missing -= n;
-        }
+    let mut missing = width.saturating_sub(shown);
+    while missing > 0 {
+        let n = missing.min(SPACES.len());
+        out.push_str(&SPACES[..n]);
+        missing -= n;
     }
 }
 
@@ -143,23 +167,24 @@ const SPACES: &str = "                                                          
 
 /// Renders rows as an aligned text table, cells cut at a readable width.
 pub(crate) fn text_table<H: AsRef<str>, C: Cell>(headers: &[H], rows: &[Vec<C>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| shown_chars(h.as_ref()).0).collect();
+    let header_shapes: Vec<Shape> = headers.iter().map(|h| Shape::of(h.as_ref())).collect();
+    let mut widths: Vec<usize> = header_shapes.iter().map(|s| s.chars).collect();
     // One pass finds every cell's text (formatting those that need it) and the column
     // widths; the second lays the table out from those texts.
     let mut scratch = String::new();
-    let mut texts: Vec<CellText<'_>> = Vec::with_capacity(rows.len() * widths.len());
+    let mut texts: Vec<(CellText<'_>, Shape)> = Vec::with_capacity(rows.len() * widths.len());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             let start = scratch.len();
-            let (text, shown) = match cell.text(&mut scratch) {
-                Some(held) => (CellText::Held(held), shown_chars(held).0),
-                None => {
-                    let shown = shown_chars(&scratch[start..]).0;
-                    (CellText::Scratch(start..scratch.len()), shown)
-                }
+            let (text, shape) = match cell.text(&mut scratch) {
+                Some(held) => (CellText::Held(held), Shape::of(held)),
+                None => (
+                    CellText::Scratch(start..scratch.len()),
+                    Shape::of(&scratch[start..]),
+                ),
             };
-            *w = (*w).max(shown);
-            texts.push(text);
+            *w = (*w).max(shape.chars);
+            texts.push((text, shape));
         }
     }
     let line_len: usize = widths.iter().sum::<usize>() + 3 * widths.len() + 1;
@@ -168,11 +193,11 @@ pub(crate) fn text_table<H: AsRef<str>, C: Cell>(headers: &[H], rows: &[Vec<C>])
         let kept = out[start..].trim_end().len();
         out.truncate(start + kept);
     };
-    for (i, (h, w)) in headers.iter().zip(&widths).enumerate() {
+    for (i, ((h, shape), w)) in headers.iter().zip(&header_shapes).zip(&widths).enumerate() {
         if i > 0 {
             out.push_str(" | ");
         }
-        push_cell(&mut out, h.as_ref(), *w, true);
+        push_cell(&mut out, h.as_ref(), *shape, *w);
     }
     end_line(&mut out, 0);
     out.push('\n');
@@ -186,7 +211,7 @@ pub(crate) fn text_table<H: AsRef<str>, C: Cell>(headers: &[H], rows: &[Vec<C>])
     for row in rows {
         out.push('\n');
         let start = out.len();
-        for (i, (w, text)) in widths.iter().take(row.len()).zip(&mut texts).enumerate() {
+        for (i, (w, (text, shape))) in widths.iter().take(row.len()).zip(&mut texts).enumerate() {
             if i > 0 {
                 out.push_str(" | ");
             }
@@ -194,7 +219,7 @@ pub(crate) fn text_table<H: AsRef<str>, C: Cell>(headers: &[H], rows: &[Vec<C>])
                 CellText::Held(held) => held,
                 CellText::Scratch(range) => scratch.get(range.clone()).unwrap_or_default(),
             };
-            push_cell(&mut out, text, *w, true);
+            push_cell(&mut out, text, *shape, *w);
         }
         end_line(&mut out, start);
     }
