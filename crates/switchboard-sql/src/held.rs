@@ -103,7 +103,8 @@ impl HeldPool {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
-            None => HeldConnection::open(&self.options).await?,
+            // Boxed: opening is rare, and its future would otherwise enlarge every call's.
+            None => Box::pin(HeldConnection::open(&self.options)).await?,
         };
         Ok(HeldLease {
             pool: self,
