@@ -27,6 +27,8 @@ use crate::sqlite;
 
 /// A read connection whose handle is locked from its opening to its drop.
 pub(crate) struct HeldConnection {
+    /// Statements kept for reuse; finalized first, while the connection is still open.
+    pub(crate) statements: sqlite::StatementCache,
     /// Borrows `*_conn`. Fields drop in declaration order, so the handle goes back to sqlx's
     /// worker thread before the connection itself is dropped.
     handle: LockedSqliteHandle<'static>,
@@ -62,6 +64,7 @@ impl HeldConnection {
         // it only after the handle is dropped.
         let handle = unsafe { &mut *conn.0 }.lock_handle().await?;
         Ok(Self {
+            statements: sqlite::StatementCache::default(),
             handle,
             _conn: conn,
         })
