@@ -408,7 +408,6 @@ impl Database {
 
     fn read_err(&self, e: sqlite::ReadError) -> SqlError {
         match e {
-            sqlite::ReadError::Sqlx(e) => self.err(e),
             sqlite::ReadError::Engine(message, code) => {
                 SqlError::Database(format!("{message} (code {code})"))
             }

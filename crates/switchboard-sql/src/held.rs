@@ -29,6 +29,8 @@ use crate::sqlite;
 pub(crate) struct HeldConnection {
     /// Statements kept for reuse; finalized first, while the connection is still open.
     pub(crate) statements: sqlite::StatementCache,
+    /// The connection's statement deadline, looked up once at opening rather than per call.
+    pub(crate) deadline: sqlite::Deadline,
     /// Borrows `*_conn`. Fields drop in declaration order, so the handle goes back to sqlx's
     /// worker thread before the connection itself is dropped.
     handle: LockedSqliteHandle<'static>,
@@ -62,9 +64,12 @@ impl HeldConnection {
         // SAFETY: `conn` is a live box that nothing else references; the borrow handed to
         // `lock_handle` is kept in the returned value, which never moves the box and frees
         // it only after the handle is dropped.
-        let handle = unsafe { &mut *conn.0 }.lock_handle().await?;
+        let mut handle = unsafe { &mut *conn.0 }.lock_handle().await?;
+        // SAFETY: the handle is live, prepared by `prepare_connection`, and locked here.
+        let deadline = unsafe { sqlite::deadline_of(handle.as_raw_handle().as_ptr()) }?;
         Ok(Self {
             statements: sqlite::StatementCache::default(),
+            deadline,
             handle,
             _conn: conn,
         })

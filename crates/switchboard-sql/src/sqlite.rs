@@ -200,7 +200,7 @@ pub(crate) async fn arm(
 /// # Safety
 /// `db` must be a live handle prepared by [`prepare_connection`], used by no other thread
 /// during the call.
-unsafe fn deadline_of(db: *mut ffi::sqlite3) -> Result<Deadline, sqlx::Error> {
+pub(crate) unsafe fn deadline_of(db: *mut ffi::sqlite3) -> Result<Deadline, sqlx::Error> {
     // SAFETY: the client data was set by `prepare_connection` from `Arc::into_raw` and stays
     // valid until the connection closes, which cannot happen while the caller holds it; the
     // count is incremented before `from_raw` so that the connection keeps its own reference.
@@ -279,8 +279,8 @@ impl Placement {
 /// row back through a channel with a copy of each value (`sqlite3_value_dup`), which for a
 /// 1,000-row answer costs more than SQLite's own work. Here the connection's handle is held
 /// locked for good (see `held`), and the statement is prepared, stepped and finalized
-/// directly on the caller's thread. The statement deadline is armed as for every call, so the progress handler
-/// still interrupts a statement that runs too long. On a multi-threaded runtime a statement
+/// directly on the caller's thread. The statement deadline is armed as for every call, so
+/// the progress handler still interrupts a statement that runs too long. On a multi-threaded runtime a statement
 /// that outlasts its [`Placement`] moves under `block_in_place`, so a long statement never
 /// holds up the runtime's other tasks for long.
 pub(crate) fn read_rows(
@@ -293,15 +293,11 @@ pub(crate) fn read_rows(
 ) -> Result<Vec<ColumnInfo>, ReadError> {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let db = conn.raw();
-    // SAFETY: `db` is this connection's live handle, held locked for the connection's life,
-    // and `&mut` on the connection keeps every other thread off it for the call.
-    let deadline = unsafe { deadline_of(db) }.map_err(ReadError::Sqlx)?;
-    // SAFETY: as above.
+    // SAFETY: the connection's handle is held locked for the connection's life, and `&mut` on
+    // the connection keeps every other thread off it for the call.
     let result = unsafe {
         run_placed(
             conn,
-            &deadline,
             timeout,
             multi_thread.then_some(placement),
             sql,
@@ -310,7 +306,7 @@ pub(crate) fn read_rows(
         )
     };
     // Every statement is finalized or reset by now: nothing is left running on this connection.
-    deadline.clear();
+    conn.deadline.clear();
     result
 }
 
@@ -319,10 +315,9 @@ pub(crate) fn read_rows(
 /// otherwise under `block_in_place`.
 ///
 /// # Safety
-/// `deadline` must be `conn`'s own.
+/// No other thread may use `conn`'s handle during the call.
 unsafe fn run_placed(
     conn: &mut HeldConnection,
-    deadline: &Deadline,
     timeout: Duration,
     placement: Option<Placement>,
     sql: &str,
@@ -331,7 +326,7 @@ unsafe fn run_placed(
 ) -> Result<Vec<ColumnInfo>, ReadError> {
     let started = Instant::now();
     let db = conn.raw();
-    let cache = &mut conn.statements;
+    let (cache, deadline) = (&mut conn.statements, &conn.deadline);
     // A timeout within the step limit interrupts before the limit would: in place it is.
     let Some(placement) = placement.filter(|p| timeout > p.step_limit) else {
         deadline.arm(timeout);
@@ -421,7 +416,6 @@ unsafe fn run_whole(
 /// How [`read_rows`] fails; the caller maps it to a [`SqlError`] with its limits.
 #[derive(Debug)]
 pub(crate) enum ReadError {
-    Sqlx(sqlx::Error),
     /// The engine's message and extended result code.
     Engine(String, c_int),
     /// The progress handler stopped the statement at its deadline.
