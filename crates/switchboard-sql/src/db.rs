@@ -240,13 +240,8 @@ fn decimal_digits(n: u64) -> usize {
 /// The length of `s` as a JSON string, quotes included, escaped as serde_json escapes it:
 /// `"` and `\\` and the short control escapes take two bytes, other control characters six.
 fn json_string_len(s: &str) -> usize {
-    // Counting the bytes that need escaping first is one vectorisable pass; almost every
-    // cell has none.
-    let special = s
-        .bytes()
-        .filter(|&b| b < 0x20 || b == b'"' || b == b'\\')
-        .count();
-    if special == 0 {
+    // Almost every cell has nothing to escape, which one vectorised pass establishes.
+    if !crate::output::any_byte(s.as_bytes(), |b| (b < 0x20) | (b == b'"') | (b == b'\\')) {
         return 2 + s.len();
     }
     2 + s.len()

@@ -122,12 +122,34 @@ struct Shape {
 impl Shape {
     fn of(s: &str) -> Self {
         let (chars, cut) = shown_chars(s);
+        // Almost no cell holds a control character; one vectorised pass says so, and only
+        // a cell that does is searched for its line breaks.
+        let single_line = !any_byte(s.as_bytes(), |b| b < 0x20)
+            || memchr::memchr2(b'\n', b'\r', s.as_bytes()).is_none();
         Self {
             chars,
             cut,
-            single_line: memchr::memchr2(b'\n', b'\r', s.as_bytes()).is_none(),
+            single_line,
         }
     }
+}
+
+/// Whether any byte of `bytes` matches `pred`, which must not match a space: 32 bytes at a
+/// time with no early exit inside a block, so the compiler tests a block with a few vector
+/// instructions (a byte-wise `any` stops after each byte and stays scalar). The tail, which
+/// is all of a short cell, is tested as a block padded with spaces.
+#[inline]
+pub(crate) fn any_byte(bytes: &[u8], pred: impl Fn(u8) -> bool) -> bool {
+    debug_assert!(!pred(b' '), "the padding must not match");
+    let block_hits = |block: &[u8; 32]| block.iter().fold(false, |hit, &b| hit | pred(b));
+    // Fixed-size blocks: a slice's length is not known to the compiler, an array's is.
+    let (blocks, rest) = bytes.as_chunks::<32>();
+    if blocks.iter().any(block_hits) {
+        return true;
+    }
+    let mut tail = [b' '; 32];
+    tail[..rest.len()].copy_from_slice(rest);
+    block_hits(&tail)
 }
 
 /// Appends `s`, of shape `shape`, as a cell: on one line, cut at [`MAX_WIDTH`] characters
@@ -490,6 +512,22 @@ mod tests {
             out.push_str(&line(row));
         }
         out
+    }
+
+    #[test]
+    fn any_byte_finds_a_match_at_every_length_and_place() {
+        let special = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+        for len in 0..100 {
+            let plain = vec![b'x'; len];
+            assert!(!any_byte(&plain, special), "{len}");
+            for at in 0..len {
+                for hit in [b'\n', 0, 0x1f, b'"', b'\\'] {
+                    let mut bytes = plain.clone();
+                    bytes[at] = hit;
+                    assert!(any_byte(&bytes, special), "{len} {at} {hit}");
+                }
+            }
+        }
     }
 
     #[test]

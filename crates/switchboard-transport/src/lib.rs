@@ -19,6 +19,7 @@ pub mod legacy_sse;
 pub mod sealed;
 pub mod session;
 pub mod sse;
+pub mod stdio_serving;
 pub mod upstream;
 
 pub use http::{
@@ -77,12 +78,14 @@ pub fn widen_pipe(pipe: &impl std::os::fd::AsFd) {
 
 /// Serves `server` over this process's stdin and stdout until the client closes stdin.
 ///
-/// Uses rmcp's non-blocking pipe transport, which keeps message hand-off on the IO reactor
-/// when the client launched us with pipes (the usual case).
+/// Uses rmcp's non-blocking pipe handles, which keep message hand-off on the IO reactor
+/// when the client launched us with pipes (the usual case), with rmcp reading the lines and
+/// [`stdio_serving`] writing the answers.
 pub async fn serve_stdio<S: ServerHandler>(server: S) -> Result<(), TransportError> {
     widen_pipe(&std::io::stdout());
+    let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let running = server
-        .serve(rmcp::transport::stdio_pipes())
+        .serve(stdio_serving::ServerStreamTransport::new(stdin, stdout))
         .await
         .map_err(|e| TransportError::StdioInit(e.to_string()))?;
     running
