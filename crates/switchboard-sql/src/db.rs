@@ -22,8 +22,8 @@ use crate::{
     guard,
     held::HeldPool,
     output::{
-        ColumnInfo, ExecuteOutput, ExplainOutput, ForeignKey, IndexInfo, InsertOutput, QueryOutput,
-        TableColumn, TableDescription, TableEntry, TablesOutput,
+        ColumnInfo, ExecuteOutput, ExplainOutput, ForeignKey, IndexInfo, InsertOutput,
+        MeasuredCells, QueryOutput, TableColumn, TableDescription, TableEntry, TablesOutput,
     },
     sqlite::{self, RowSink as _},
     values::{self, bind_json},
@@ -71,6 +71,10 @@ const PG_PUBLIC_BUT_DENIED: &[&str] = &[
     "lo_unlink",
 ];
 
+/// The most rows a query makes room for before it has them: a page is usually full, but a
+/// large `max_rows` must not reserve memory for rows that may never come.
+const EXPECTED_ROWS_CAP: usize = 1024;
+
 /// Row collection state shared by the three engines.
 struct Collector<'a> {
     limits: &'a Limits,
@@ -78,6 +82,8 @@ struct Collector<'a> {
     max_rows: usize,
     seen: u64,
     rows: Vec<Vec<Value>>,
+    /// The rows' cells measured for the text table; gives each row's JSON length.
+    measured: MeasuredCells,
     bytes: usize,
     truncated: bool,
     truncated_cells: usize,
@@ -86,12 +92,14 @@ struct Collector<'a> {
 
 impl<'a> Collector<'a> {
     fn new(limits: &'a Limits, offset: u64, max_rows: Option<usize>) -> Self {
+        let max_rows = max_rows.unwrap_or(limits.max_rows).min(limits.max_rows);
         Self {
             limits,
             offset,
-            max_rows: max_rows.unwrap_or(limits.max_rows).min(limits.max_rows),
+            max_rows,
             seen: 0,
             rows: Vec::new(),
+            measured: MeasuredCells::for_rows(max_rows.min(EXPECTED_ROWS_CAP)),
             bytes: 0,
             truncated: false,
             truncated_cells: 0,
@@ -145,6 +153,7 @@ impl<'a> Collector<'a> {
             next_cursor: self.more.then(|| next.to_string()),
             offset: self.offset,
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            measured: Some(self.measured),
         }
     }
 }
@@ -164,17 +173,28 @@ impl sqlite::RowSink for Collector<'_> {
     }
 
     fn push(&mut self, mut cells: Vec<Value>) -> bool {
-        let mut row_bytes = 0;
         for cell in &mut cells {
-            let (clipped, cut) = values::clip(std::mem::take(cell), self.limits.max_cell_bytes);
-            if cut {
+            if values::clip(cell, self.limits.max_cell_bytes) {
                 self.truncated_cells += 1;
                 self.truncated = true;
             }
-            row_bytes += json_len(&clipped);
-            *cell = clipped;
         }
-        if self.bytes + row_bytes > self.limits.max_result_bytes && !self.rows.is_empty() {
+        if self.rows.is_empty() {
+            // Room for the rows expected, so the row list is not copied as it grows.
+            self.rows.reserve(self.max_rows.min(EXPECTED_ROWS_CAP));
+        }
+        // The first row is always taken, so a page is never empty.
+        let (bytes, limit, first) = (
+            self.bytes,
+            self.limits.max_result_bytes,
+            self.rows.is_empty(),
+        );
+        let mut row_bytes = 0;
+        let admitted = self.measured.push_row(&cells, |len| {
+            row_bytes = len;
+            first || bytes + len <= limit
+        });
+        if !admitted {
             self.more = true;
             self.truncated = true;
             return false;
@@ -193,65 +213,6 @@ impl sqlite::RowSink for Collector<'_> {
             ..Self::new(self.limits, self.offset, Some(self.max_rows))
         };
     }
-}
-
-/// Counts the bytes written to it.
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The length of `value`'s compact JSON text (what the result-size limit counts), without
-/// building it. Strings, numbers, booleans and null (nearly every cell) are counted
-/// directly; arrays and objects are serialised into a counter.
-fn json_len(value: &Value) -> usize {
-    match value {
-        Value::Null => 4,
-        Value::Bool(true) => 4,
-        Value::Bool(false) => 5,
-        Value::String(s) => json_string_len(s),
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => decimal_digits(u),
-            (None, Some(i)) => 1 + decimal_digits(i.unsigned_abs()),
-            _ => crate::output::with_number_text(n, str::len),
-        },
-        other => {
-            let mut count = ByteCount(0);
-            match serde_json::to_writer(&mut count, other) {
-                Ok(()) => count.0,
-                Err(_) => other.to_string().len(),
-            }
-        }
-    }
-}
-
-fn decimal_digits(n: u64) -> usize {
-    n.checked_ilog10().map_or(1, |d| d as usize + 1)
-}
-
-/// The length of `s` as a JSON string, quotes included, escaped as serde_json escapes it:
-/// `"` and `\\` and the short control escapes take two bytes, other control characters six.
-fn json_string_len(s: &str) -> usize {
-    // Almost every cell has nothing to escape, which one vectorised pass establishes.
-    if !crate::output::any_byte(s.as_bytes(), |b| (b < 0x20) | (b == b'"') | (b == b'\\')) {
-        return 2 + s.len();
-    }
-    2 + s.len()
-        + s.bytes()
-            .map(|b| match b {
-                b'"' | b'\\' | 0x08 | 0x09 | 0x0a | 0x0c | 0x0d => 1,
-                0x00..=0x1f => 5,
-                _ => 0,
-            })
-            .sum::<usize>()
 }
 
 /// Quotes an identifier for the engine (`"x"` or `` `x` ``), doubling the quote character.
@@ -1459,43 +1420,6 @@ mod tests {
         assert_eq!(err.kind(), "database");
         assert!(err.to_string().contains("no such table"), "{err}");
         db.close().await;
-    }
-
-    #[test]
-    fn json_len_is_the_serialised_length() {
-        let values = [
-            serde_json::json!(null),
-            serde_json::json!(true),
-            serde_json::json!(false),
-            serde_json::json!(0),
-            serde_json::json!(9),
-            serde_json::json!(10),
-            serde_json::json!(-1),
-            serde_json::json!(i64::MIN),
-            serde_json::json!(i64::MAX),
-            serde_json::json!(u64::MAX),
-            serde_json::json!(1.5),
-            serde_json::json!(-0.000123),
-            serde_json::json!(122.82),
-            serde_json::json!(0.1 + 0.2),
-            serde_json::json!(-0.0),
-            serde_json::json!(1e300),
-            serde_json::json!(-1e-300),
-            serde_json::json!(f64::MAX),
-            serde_json::json!(f64::MIN_POSITIVE),
-            serde_json::json!(5e-324),
-            serde_json::json!(123_456_789_012_345_680.0),
-            serde_json::json!(""),
-            serde_json::json!("Nguyễn Văn An"),
-            serde_json::json!("quote \" backslash \\ tab \t nl \n cr \r ff \u{c} bs \u{8}"),
-            serde_json::json!("nul \u{0} esc \u{1b} del \u{7f} unit \u{1f}"),
-            serde_json::json!([1, "a", null]),
-            serde_json::json!({"k": "v"}),
-        ];
-        for value in values {
-            let text = serde_json::to_string(&value).expect("serialises");
-            assert_eq!(super::json_len(&value), text.len(), "{text}");
-        }
     }
 
     use super::*;

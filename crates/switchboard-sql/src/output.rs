@@ -30,6 +30,10 @@ pub struct QueryOutput {
     /// Rows skipped before this page.
     pub offset: u64,
     pub elapsed_ms: u64,
+    /// The rows' cells as measured while they were collected, for the text table.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) measured: Option<MeasuredCells>,
 }
 
 /// Widest a cell is shown in a text table, in characters.
@@ -40,11 +44,19 @@ pub(crate) trait Cell {
     /// The cell's text when the cell holds it; otherwise the text is appended to `scratch`
     /// and `None` returned (numbers: each is formatted once per table, not once per pass).
     fn text<'a>(&'a self, scratch: &mut String) -> Option<&'a str>;
+    /// Whether the cell's JSON is its text as a JSON string. Otherwise its JSON is as long as
+    /// its text: a number's or a JSON value's text is its JSON, and `NULL`, `true` and
+    /// `false` are as long as `null`, `true` and `false`.
+    fn is_string(&self) -> bool;
 }
 
 impl Cell for String {
     fn text<'a>(&'a self, _: &mut String) -> Option<&'a str> {
         Some(self)
+    }
+
+    fn is_string(&self) -> bool {
+        true
     }
 }
 
@@ -65,12 +77,10 @@ impl Cell for Value {
             }
         }
     }
-}
 
-/// Where a cell's text is: in the cell, or at a range of the table's scratch text.
-enum CellText<'a> {
-    Held(&'a str),
-    Scratch(std::ops::Range<usize>),
+    fn is_string(&self) -> bool {
+        matches!(self, Value::String(_))
+    }
 }
 
 /// Calls `f` with `n`'s JSON text, exactly as serde_json writes it (the same `itoa` and
@@ -109,7 +119,7 @@ fn shown_chars(s: &str) -> (usize, bool) {
 
 /// How a cell's text is shown, measured once per cell: the table needs it for the column
 /// widths and again to lay the cell out.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Shape {
     /// Characters shown (at most [`MAX_WIDTH`]).
     chars: usize,
@@ -121,9 +131,26 @@ struct Shape {
 
 impl Shape {
     fn of(s: &str) -> Self {
+        // Almost every cell is ASCII with no control character; one vectorised pass says so,
+        // and only a cell that is not is counted by characters and searched for line breaks.
+        if !any_byte(s.as_bytes(), |b| !(0x20..0x80).contains(&b)) {
+            return Self::plain(s);
+        }
+        Self::measured(s)
+    }
+
+    /// The shape of `s`, known to be ASCII with no control character.
+    fn plain(s: &str) -> Self {
+        Self {
+            chars: s.len().min(MAX_WIDTH),
+            cut: s.len() > MAX_WIDTH,
+            single_line: true,
+        }
+    }
+
+    /// The shape of any `s`, counted by characters.
+    fn measured(s: &str) -> Self {
         let (chars, cut) = shown_chars(s);
-        // Almost no cell holds a control character; one vectorised pass says so, and only
-        // a cell that does is searched for its line breaks.
         let single_line = !any_byte(s.as_bytes(), |b| b < 0x20)
             || memchr::memchr2(b'\n', b'\r', s.as_bytes()).is_none();
         Self {
@@ -134,22 +161,40 @@ impl Shape {
     }
 }
 
-/// Whether any byte of `bytes` matches `pred`, which must not match a space: 32 bytes at a
-/// time with no early exit inside a block, so the compiler tests a block with a few vector
-/// instructions (a byte-wise `any` stops after each byte and stays scalar). The tail, which
-/// is all of a short cell, is tested as a block padded with spaces.
+/// Whether any byte of `bytes` matches `pred`, tested in fixed-size blocks with no early exit
+/// inside a block, so the compiler tests a block with a few vector instructions (a byte-wise
+/// `any` stops after each byte and stays scalar). Whatever the blocks leave over is tested as
+/// one more block that overlaps them (the last 32, 16, 8 or 4 bytes), which a test of "any"
+/// allows, so no byte is copied: most cells are shorter than a block, and copying their tail
+/// into a padded block was a `memcpy` call per cell.
 #[inline]
-pub(crate) fn any_byte(bytes: &[u8], pred: impl Fn(u8) -> bool) -> bool {
-    debug_assert!(!pred(b' '), "the padding must not match");
-    let block_hits = |block: &[u8; 32]| block.iter().fold(false, |hit, &b| hit | pred(b));
-    // Fixed-size blocks: a slice's length is not known to the compiler, an array's is.
-    let (blocks, rest) = bytes.as_chunks::<32>();
-    if blocks.iter().any(block_hits) {
-        return true;
+pub(crate) fn any_byte(bytes: &[u8], pred: impl Fn(u8) -> bool + Copy) -> bool {
+    #[inline(always)]
+    fn block<const N: usize>(block: &[u8; N], pred: impl Fn(u8) -> bool) -> bool {
+        block.iter().fold(false, |hit, &b| hit | pred(b))
     }
-    let mut tail = [b' '; 32];
-    tail[..rest.len()].copy_from_slice(rest);
-    block_hits(&tail)
+    // Both halves of each pair exist when the length is at least the block's size.
+    #[inline(always)]
+    fn ends<const N: usize>(bytes: &[u8], pred: impl Fn(u8) -> bool + Copy) -> bool {
+        match (bytes.first_chunk::<N>(), bytes.last_chunk::<N>()) {
+            (Some(first), Some(last)) => block(first, pred) | block(last, pred),
+            _ => bytes.iter().any(|&b| pred(b)),
+        }
+    }
+    match bytes.len() {
+        0..4 => bytes.iter().fold(false, |hit, &b| hit | pred(b)),
+        4..8 => ends::<4>(bytes, pred),
+        8..16 => ends::<8>(bytes, pred),
+        16..32 => ends::<16>(bytes, pred),
+        _ => {
+            let (blocks, rest) = bytes.as_chunks::<32>();
+            blocks.iter().any(|b| block(b, pred))
+                || (!rest.is_empty()
+                    && bytes
+                        .last_chunk::<32>()
+                        .is_some_and(|last| block(last, pred)))
+        }
+    }
 }
 
 /// Appends `s`, of shape `shape`, as a cell: on one line, cut at [`MAX_WIDTH`] characters
@@ -189,70 +234,177 @@ const SPACES: &str = "                                                          
 
 /// Renders rows as an aligned text table, cells cut at a readable width.
 pub(crate) fn text_table<H: AsRef<str>, C: Cell>(headers: &[H], rows: &[Vec<C>]) -> String {
-    let header_shapes: Vec<Shape> = headers.iter().map(|h| Shape::of(h.as_ref())).collect();
-    let mut widths: Vec<usize> = header_shapes.iter().map(|s| s.chars).collect();
-    // One pass finds every cell's text (formatting those that need it) and the column
-    // widths; the second lays the table out from those texts.
-    let mut scratch = String::new();
-    let mut texts: Vec<(CellText<'_>, Shape)> = Vec::with_capacity(rows.len() * widths.len());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            let start = scratch.len();
-            let (text, shape) = match cell.text(&mut scratch) {
-                Some(held) => (CellText::Held(held), Shape::of(held)),
-                None => (
-                    CellText::Scratch(start..scratch.len()),
-                    Shape::of(&scratch[start..]),
-                ),
+    MeasuredCells::of(rows).render(headers, rows)
+}
+
+/// The length of `s` as a JSON string, quotes included, escaped as serde_json escapes it:
+/// `"` and `\\` and the short control escapes take two bytes, other control characters six.
+fn json_string_len(s: &str) -> usize {
+    2 + s.len()
+        + s.bytes()
+            .map(|b| match b {
+                b'"' | b'\\' | 0x08 | 0x09 | 0x0a | 0x0c | 0x0d => 1,
+                0x00..=0x1f => 5,
+                _ => 0,
+            })
+            .sum::<usize>()
+}
+
+/// Every cell of a table measured once: its text (numbers and other values formatted here,
+/// once), how it is shown, and the columns' widths so far. The SQL collector measures each
+/// row as it takes it, while the row is fresh in the cache: the result-size limit needs the
+/// row's JSON length, which the same pass gives, so a float is formatted twice per answer (here
+/// and in the JSON) rather than three times, and a text cell is scanned once for both.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MeasuredCells {
+    /// The texts of the cells that do not hold theirs, back to back.
+    scratch: String,
+    /// Per cell, in row order: where its text is in `scratch` (`None`: the cell holds it),
+    /// and its shape.
+    cells: Vec<(Option<std::ops::Range<usize>>, Shape)>,
+    /// Per column, the widest cell shown.
+    widths: Vec<usize>,
+    /// How many rows to make room for at the first.
+    expected_rows: usize,
+}
+
+impl MeasuredCells {
+    /// Measures of rows to come: about `expected_rows` of them.
+    pub(crate) fn for_rows(expected_rows: usize) -> Self {
+        Self {
+            expected_rows,
+            ..Self::default()
+        }
+    }
+
+    /// Measures every cell of `rows`.
+    pub(crate) fn of<C: Cell>(rows: &[Vec<C>]) -> Self {
+        let mut measured = Self::for_rows(rows.len());
+        for row in rows {
+            measured.push_row(row, |_| true);
+        }
+        measured
+    }
+
+    /// Measures `row` and passes its JSON length (the sum of its cells') to `admit`; keeps the
+    /// row's measures if `admit` says yes, and leaves everything as it was if it says no.
+    pub(crate) fn push_row<C: Cell>(
+        &mut self,
+        row: &[C],
+        admit: impl FnOnce(usize) -> bool,
+    ) -> bool {
+        if self.cells.is_empty() {
+            // Room for the rows expected, so the cells are not copied as they grow.
+            self.cells
+                .reserve(row.len().saturating_mul(self.expected_rows));
+        }
+        let (first_cell, first_text) = (self.cells.len(), self.scratch.len());
+        let mut json_len = 0;
+        for cell in row {
+            let start = self.scratch.len();
+            let (text, shape, len) = match cell.text(&mut self.scratch) {
+                Some(held) if cell.is_string() => {
+                    // One pass for both questions: nothing to escape, and nothing but
+                    // printable ASCII.
+                    let plain = !any_byte(held.as_bytes(), |b| {
+                        !(0x20..0x80).contains(&b) | (b == b'"') | (b == b'\\')
+                    });
+                    if plain {
+                        (None, Shape::plain(held), 2 + held.len())
+                    } else {
+                        (None, Shape::measured(held), json_string_len(held))
+                    }
+                }
+                Some(held) => (None, Shape::of(held), held.len()),
+                None => {
+                    let text = self.scratch.get(start..).unwrap_or_default();
+                    (Some(start..self.scratch.len()), Shape::of(text), text.len())
+                }
             };
+            json_len += len;
+            self.cells.push((text, shape));
+        }
+        if !admit(json_len) {
+            self.cells.truncate(first_cell);
+            self.scratch.truncate(first_text);
+            return false;
+        }
+        if self.widths.len() < row.len() {
+            self.widths.resize(row.len(), 0);
+        }
+        for (w, (_, shape)) in self.widths.iter_mut().zip(&self.cells[first_cell..]) {
             *w = (*w).max(shape.chars);
-            texts.push((text, shape));
         }
+        true
     }
-    let line_len: usize = widths.iter().sum::<usize>() + 3 * widths.len() + 1;
-    let mut out = String::with_capacity(line_len.saturating_mul(rows.len() + 2));
-    let end_line = |out: &mut String, start: usize| {
-        let kept = out[start..].trim_end().len();
-        out.truncate(start + kept);
-    };
-    for (i, ((h, shape), w)) in headers.iter().zip(&header_shapes).zip(&widths).enumerate() {
-        if i > 0 {
-            out.push_str(" | ");
-        }
-        push_cell(&mut out, h.as_ref(), *shape, *w);
+
+    /// Whether these are the measures of `rows` (the same number of cells).
+    fn covers<C>(&self, rows: &[Vec<C>]) -> bool {
+        self.cells.len() == rows.iter().map(Vec::len).sum::<usize>()
     }
-    end_line(&mut out, 0);
-    out.push('\n');
-    for (i, w) in widths.iter().enumerate() {
-        if i > 0 {
-            out.push_str("-+-");
-        }
-        out.extend(std::iter::repeat_n('-', *w));
-    }
-    let mut texts = texts.iter();
-    for row in rows {
-        out.push('\n');
-        let start = out.len();
-        for (i, (w, (text, shape))) in widths.iter().take(row.len()).zip(&mut texts).enumerate() {
+
+    /// Lays out `rows`, which these cells measure, under `headers`; cells beyond the
+    /// headers are left out.
+    pub(crate) fn render<H: AsRef<str>, C: Cell>(&self, headers: &[H], rows: &[Vec<C>]) -> String {
+        let header_shapes: Vec<Shape> = headers.iter().map(|h| Shape::of(h.as_ref())).collect();
+        let widths: Vec<usize> = header_shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.chars.max(self.widths.get(i).copied().unwrap_or(0)))
+            .collect();
+        let line_len: usize = widths.iter().sum::<usize>() + 3 * widths.len() + 1;
+        let mut out = String::with_capacity(line_len.saturating_mul(rows.len() + 2));
+        let end_line = |out: &mut String, start: usize| {
+            let kept = out[start..].trim_end().len();
+            out.truncate(start + kept);
+        };
+        for (i, ((h, shape), w)) in headers.iter().zip(&header_shapes).zip(&widths).enumerate() {
             if i > 0 {
                 out.push_str(" | ");
             }
-            let text = match text {
-                CellText::Held(held) => held,
-                CellText::Scratch(range) => scratch.get(range.clone()).unwrap_or_default(),
-            };
-            push_cell(&mut out, text, *shape, *w);
+            push_cell(&mut out, h.as_ref(), *shape, *w);
         }
-        end_line(&mut out, start);
+        end_line(&mut out, 0);
+        out.push('\n');
+        for (i, w) in widths.iter().enumerate() {
+            if i > 0 {
+                out.push_str("-+-");
+            }
+            out.extend(std::iter::repeat_n('-', *w));
+        }
+        let mut at = 0;
+        for row in rows {
+            out.push('\n');
+            let start = out.len();
+            // Every cell of the row was measured; those beyond the headers are skipped.
+            let measured = self.cells.get(at..at + row.len()).unwrap_or_default();
+            at += row.len();
+            for (i, ((w, cell), (text, shape))) in widths.iter().zip(row).zip(measured).enumerate()
+            {
+                if i > 0 {
+                    out.push_str(" | ");
+                }
+                let text = match text {
+                    Some(range) => self.scratch.get(range.clone()).unwrap_or_default(),
+                    // A cell that held its text when measured holds it still.
+                    None => cell.text(&mut String::new()).unwrap_or_default(),
+                };
+                push_cell(&mut out, text, *shape, *w);
+            }
+            end_line(&mut out, start);
+        }
+        out
     }
-    out
 }
 
 impl ToolOutput for QueryOutput {
     fn render_text(&self) -> String {
         use std::fmt::Write as _;
         let headers: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
-        let mut out = text_table(&headers, &self.rows);
+        let mut out = match &self.measured {
+            Some(measured) if measured.covers(&self.rows) => measured.render(&headers, &self.rows),
+            _ => text_table(&headers, &self.rows),
+        };
         // Writing to a String cannot fail.
         let _ = write!(
             out,
@@ -526,8 +678,98 @@ mod tests {
                     bytes[at] = hit;
                     assert!(any_byte(&bytes, special), "{len} {at} {hit}");
                 }
+                // A predicate may match anything, a space included: no block is padded.
+                let mut bytes = plain.clone();
+                bytes[at] = b' ';
+                assert!(any_byte(&bytes, |b| b == b' '), "{len} {at} space");
+            }
+            assert!(!any_byte(&plain, |b| b == b' '), "{len} space");
+        }
+    }
+
+    #[test]
+    fn a_row_is_measured_at_its_json_length() {
+        let values = [
+            serde_json::json!(null),
+            serde_json::json!(true),
+            serde_json::json!(false),
+            serde_json::json!(0),
+            serde_json::json!(9),
+            serde_json::json!(10),
+            serde_json::json!(-1),
+            serde_json::json!(i64::MIN),
+            serde_json::json!(i64::MAX),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(1.5),
+            serde_json::json!(-0.000123),
+            serde_json::json!(122.82),
+            serde_json::json!(0.1 + 0.2),
+            serde_json::json!(-0.0),
+            serde_json::json!(1e300),
+            serde_json::json!(-1e-300),
+            serde_json::json!(f64::MAX),
+            serde_json::json!(f64::MIN_POSITIVE),
+            serde_json::json!(5e-324),
+            serde_json::json!(123_456_789_012_345_680.0),
+            serde_json::json!(""),
+            serde_json::json!("Nguyễn Văn An"),
+            serde_json::json!("quote \" backslash \\ tab \t nl \n cr \r ff \u{c} bs \u{8}"),
+            serde_json::json!("nul \u{0} esc \u{1b} del \u{7f} unit \u{1f}"),
+            serde_json::json!([1, "a", null]),
+            serde_json::json!({"k": "v"}),
+        ];
+        for value in values {
+            let text = serde_json::to_string(&value).expect("serialises");
+            let mut len = None;
+            let mut measured = MeasuredCells::default();
+            assert!(measured.push_row(std::slice::from_ref(&value), |n| {
+                len = Some(n);
+                true
+            }));
+            assert_eq!(len, Some(text.len()), "{text}");
+        }
+    }
+
+    #[test]
+    fn cells_measured_while_collecting_render_as_measured_afresh() {
+        let rows = [
+            vec![
+                serde_json::json!(1),
+                serde_json::json!("plain"),
+                Value::Null,
+            ],
+            vec![
+                serde_json::json!(2.5),
+                serde_json::json!("quote \" é\nline"),
+                serde_json::json!(true),
+            ],
+            vec![
+                serde_json::json!(-3),
+                serde_json::json!("x".repeat(60)),
+                serde_json::json!({"k": 1}),
+            ],
+        ];
+        let turned_away = vec![
+            serde_json::json!(1e300),
+            serde_json::json!("a much wider cell than any other here"),
+            Value::Null,
+        ];
+        let mut measured = MeasuredCells::default();
+        let mut kept = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            assert!(measured.push_row(row, |_| true));
+            kept.push(row.clone());
+            if i == 1 {
+                // A row the byte limit turns away leaves no trace in the widths or texts.
+                assert!(!measured.push_row(&turned_away, |_| false));
             }
         }
+        let headers = ["n", "text", "other"];
+        assert!(measured.covers(&kept));
+        assert_eq!(
+            measured.render(&headers, &kept),
+            text_table(&headers, &kept)
+        );
     }
 
     #[test]

@@ -17,18 +17,22 @@ use sqlx::{
     types::Json,
 };
 
-/// Limits one cell: text and binary longer than `max` bytes is cut. Returns whether it was.
-pub(crate) fn clip(value: Value, max: usize) -> (Value, bool) {
-    match value {
-        Value::String(s) if s.len() > max => {
-            let mut end = max;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            (Value::String(format!("{}…", &s[..end])), true)
-        }
-        other => (other, false),
+/// Limits one cell in place: text (and binary, as base64 text) longer than `max` bytes is cut
+/// at a character boundary and ends with `…`. Returns whether it was.
+pub(crate) fn clip(value: &mut Value, max: usize) -> bool {
+    let Value::String(s) = value else {
+        return false;
+    };
+    if s.len() <= max {
+        return false;
     }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push('…');
+    true
 }
 
 fn b64(bytes: &[u8]) -> Value {
