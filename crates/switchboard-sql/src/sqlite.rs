@@ -812,9 +812,15 @@ unsafe fn stored_cell<'a>(
                     StoredCell::Text("".into())
                 } else {
                     let bytes = std::slice::from_raw_parts(ptr, len);
-                    // The strict check is the fast path (SIMD: it reads every byte of every
-                    // text cell); invalid UTF-8 (SQLite stores any bytes as TEXT) is shown
-                    // with replacement characters.
+                    // Most cells are short and ASCII, which one vectorised pass establishes
+                    // (simdutf8 hands inputs this short to std's byte-wise check).
+                    if !crate::output::any_byte(bytes, |b| b >= 0x80) {
+                        // SAFETY: every byte is ASCII, and ASCII is UTF-8.
+                        return StoredCell::Text(std::str::from_utf8_unchecked(bytes).into());
+                    }
+                    // The strict check is the fast path for the rest (SIMD on long cells);
+                    // invalid UTF-8 (SQLite stores any bytes as TEXT) is shown with
+                    // replacement characters.
                     match simdutf8::basic::from_utf8(bytes) {
                         Ok(text) => StoredCell::Text(text.into()),
                         Err(_) => StoredCell::Text(String::from_utf8_lossy(bytes)),
