@@ -71,6 +71,9 @@ const PG_PUBLIC_BUT_DENIED: &[&str] = &[
     "lo_unlink",
 ];
 
+/// Reads cell `i` of a row as JSON (`values::pg_value`, `values::mysql_value`).
+type CellReader<R> = dyn Fn(&R, usize) -> Result<Value, sqlx::Error> + Sync;
+
 /// The most rows a query makes room for before it has them: a page is usually full, but a
 /// large `max_rows` must not reserve memory for rows that may never come.
 const EXPECTED_ROWS_CAP: usize = 1024;
@@ -112,20 +115,13 @@ impl<'a> Collector<'a> {
     async fn collect<R: Row>(
         &mut self,
         mut stream: BoxStream<'_, Result<R, sqlx::Error>>,
-        convert: &(dyn Fn(&R, usize) -> Result<Value, sqlx::Error> + Sync),
+        convert: &CellReader<R>,
         columns: &mut Vec<ColumnInfo>,
     ) -> Result<(), sqlx::Error> {
         while let Some(row) = stream.next().await {
             let row = row?;
             if columns.is_empty() {
-                *columns = row
-                    .columns()
-                    .iter()
-                    .map(|c| ColumnInfo {
-                        name: c.name().to_string(),
-                        type_name: c.type_info().name().to_string(),
-                    })
-                    .collect();
+                *columns = row.columns().iter().map(column_info).collect();
             }
             match self.next_row() {
                 sqlite::RowStep::Skip => continue,
@@ -512,45 +508,68 @@ impl Database {
                         self.pg_denied_in_plan(&mut tx, sql, params).await?;
                     }
                     let query = bind_json!(sqlx::query(AssertSqlSafe(sql)), params, true);
-                    collector
-                        .collect(query.fetch(&mut *tx), &values::pg_value, &mut columns)
-                        .await
-                        .map_err(|e| self.err(e))?;
-                    if columns.is_empty()
-                        && let Ok(stmt) =
-                            (&mut *tx).prepare(AssertSqlSafe(sql).into_sql_str()).await
-                    {
-                        columns = stmt.columns().iter().map(column_info).collect();
-                    }
-                    tx.rollback().await.map_err(|e| self.err(e))?;
-                    Ok::<(), SqlError>(())
+                    self.collect_and_roll_back(
+                        tx,
+                        query,
+                        sql,
+                        &values::pg_value,
+                        &mut collector,
+                        &mut columns,
+                    )
+                    .await
                 })
                 .await?;
             }
             Pools::MySql(pool) => {
                 Box::pin(async {
-                    let mut tx = pool
+                    let tx = pool
                         .begin_with("START TRANSACTION READ ONLY")
                         .await
                         .map_err(|e| self.err(e))?;
                     let query = bind_json!(sqlx::query(AssertSqlSafe(sql)), params, false);
-                    collector
-                        .collect(query.fetch(&mut *tx), &values::mysql_value, &mut columns)
-                        .await
-                        .map_err(|e| self.err(e))?;
-                    if columns.is_empty()
-                        && let Ok(stmt) =
-                            (&mut *tx).prepare(AssertSqlSafe(sql).into_sql_str()).await
-                    {
-                        columns = stmt.columns().iter().map(column_info).collect();
-                    }
-                    tx.rollback().await.map_err(|e| self.err(e))?;
-                    Ok::<(), SqlError>(())
+                    self.collect_and_roll_back(
+                        tx,
+                        query,
+                        sql,
+                        &values::mysql_value,
+                        &mut collector,
+                        &mut columns,
+                    )
+                    .await
                 })
                 .await?;
             }
         }
         Ok(collector.finish(columns, started))
+    }
+
+    /// Runs `query` inside `tx` into `collector`, then rolls `tx` back: the PostgreSQL and
+    /// MySQL arms of [`Self::query`]. When no row came back, the columns are read from the
+    /// statement's description, so an empty result still names them.
+    async fn collect_and_roll_back<DB>(
+        &self,
+        mut tx: sqlx::Transaction<'static, DB>,
+        query: sqlx::query::Query<'_, DB, DB::Arguments>,
+        sql: &str,
+        convert: &CellReader<DB::Row>,
+        collector: &mut Collector<'_>,
+        columns: &mut Vec<ColumnInfo>,
+    ) -> Result<(), SqlError>
+    where
+        DB: sqlx::Database,
+        DB::Arguments: sqlx::IntoArguments<DB>,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    {
+        collector
+            .collect(query.fetch(&mut *tx), convert, columns)
+            .await
+            .map_err(|e| self.err(e))?;
+        if columns.is_empty()
+            && let Ok(stmt) = (&mut *tx).prepare(AssertSqlSafe(sql).into_sql_str()).await
+        {
+            *columns = stmt.columns().iter().map(column_info).collect();
+        }
+        tx.rollback().await.map_err(|e| self.err(e))
     }
 
     /// Acquires a SQLite connection with its statement deadline armed (SQLite has no
