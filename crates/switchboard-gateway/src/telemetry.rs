@@ -465,6 +465,11 @@ impl Observer {
             gauge(sse),
         );
         registry.register(
+            "http_connections_active",
+            "Open TCP connections on the HTTP listener (each one a task while it is open)",
+            gauge(http.map_or(0, |h| h.connections.count())),
+        );
+        registry.register(
             "call_streams_active",
             "Open /api/calls/stream connections",
             gauge(self.call_streams.load(Ordering::Acquire)),

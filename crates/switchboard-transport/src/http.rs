@@ -2,7 +2,16 @@
 //! transport (ours, see [`crate::legacy_sse`]) at `/sse` + `/messages`, or both, with one set
 //! of limits so every route of a listener refuses the same things.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use rmcp::{
     ServerHandler,
@@ -149,6 +158,108 @@ pub struct HttpStats {
     pub event_store: Option<Arc<BoundedEventStore>>,
     /// The session-id sealer of `/mcp` (absent when `/mcp` is not served).
     pub sealer: Option<Arc<SessionSealer>>,
+    /// TCP connections open on the listener (zero for a router served by its embedder).
+    pub connections: OpenConnections,
+}
+
+/// How many accepted connections are open. Each is a task of the server's that its client
+/// holds open (idle keep-alive included), so this is read beside the runtime's task count:
+/// tasks beyond the connections are the server's own.
+#[derive(Debug, Clone, Default)]
+pub struct OpenConnections(Arc<AtomicUsize>);
+
+impl OpenConnections {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn opened(&self) -> ConnectionGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.clone())
+    }
+}
+
+/// One open connection, counted until dropped with the connection.
+#[derive(Debug)]
+struct ConnectionGuard(OpenConnections);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The TCP listener, counting the connections it accepted that are still open, each with
+/// TCP_NODELAY set.
+struct CountingListener {
+    inner: TcpListener,
+    open: OpenConnections,
+}
+
+impl axum::serve::Listener for CountingListener {
+    type Io = CountedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (mut tcp, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        tune_accepted(&mut tcp);
+        let stream = CountedStream {
+            tcp,
+            _open: self.open.opened(),
+        };
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted connection, counted in [`OpenConnections`] while it lives; reads and writes
+/// pass straight through (vectored writes included: hyper writes head and body together).
+struct CountedStream {
+    tcp: tokio::net::TcpStream,
+    _open: ConnectionGuard,
+}
+
+impl tokio::io::AsyncRead for CountedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
 }
 
 /// Builds the axum router for `routes` without binding, so an embedding server (the gateway)
@@ -307,7 +418,10 @@ where
             tokio::time::sleep(grace).await;
         }
     };
-    let listener = axum::serve::ListenerExt::tap_io(listener, tune_accepted);
+    let listener = CountingListener {
+        inner: listener,
+        open: stats.connections.clone(),
+    };
     let task = tokio::spawn(async move {
         let serving =
             axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());

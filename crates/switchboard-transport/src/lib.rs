@@ -23,8 +23,8 @@ pub mod stdio_serving;
 pub mod upstream;
 
 pub use http::{
-    DEFAULT_SESSION_MAX_AGE, HttpLimits, HttpRoutes, HttpServer, HttpStats, MCP_PATH, router,
-    serve_http, serve_http_with, serve_http_wrapped,
+    DEFAULT_SESSION_MAX_AGE, HttpLimits, HttpRoutes, HttpServer, HttpStats, MCP_PATH,
+    OpenConnections, router, serve_http, serve_http_with, serve_http_wrapped,
 };
 pub use legacy_sse::{LegacySseStats, MESSAGES_PATH, SSE_PATH};
 pub use sealed::{SealError, SessionKeys, SessionSealer};

@@ -587,21 +587,57 @@ redis_timeout_ms = 2000
 // ---------------------------------------------------------------------------------------------
 // 3. Upstreams that never answer, or answer after the deadline.
 
-/// `switchboard_runtime_alive_tasks` from `/metrics`.
-async fn alive_tasks(http: &reqwest::Client, base: &str) -> u64 {
-    let metrics = http
-        .get(format!("{base}/metrics"))
+/// `/metrics`, once.
+async fn metrics(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
         .send()
         .await
         .expect("GET /metrics")
         .text()
         .await
-        .expect("metrics text");
+        .expect("metrics text")
+}
+
+/// The gauge `name` (`switchboard_…`) in `metrics`.
+fn gauge(metrics: &str, name: &str) -> u64 {
+    let prefix = format!("{name} ");
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("switchboard_runtime_alive_tasks "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no switchboard_runtime_alive_tasks in {metrics}"))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+/// The gateway's own tasks: its alive tasks less its open connections, each a task that its
+/// client holds open for as long as the client likes (an rmcp client can keep one open after
+/// it is closed, with an answer it never read).
+async fn own_tasks(http: &reqwest::Client, base: &str) -> u64 {
+    let metrics = metrics(http, base).await;
+    gauge(&metrics, "switchboard_runtime_alive_tasks")
+        .saturating_sub(gauge(&metrics, "switchboard_http_connections_active"))
+}
+
+async fn sessions_open(http: &reqwest::Client, base: &str) -> u64 {
+    gauge(&metrics(http, base).await, "switchboard_sessions_active")
+}
+
+/// Closes `client`'s session and waits until the gateway has no session open and no more
+/// tasks of its own than `baseline`. A client's session is tasks too, so the count is
+/// compared with the client gone: whatever is still alive beyond `baseline` was left by the
+/// calls.
+async fn close_and_expect_no_tasks_beyond(
+    client: Client,
+    http: &reqwest::Client,
+    base: &str,
+    baseline: u64,
+    what: &str,
+) {
+    let _ = client.cancel().await;
+    until("the client's session is closed", || async {
+        sessions_open(http, base).await == 0
+    })
+    .await;
+    until(what, || async { own_tasks(http, base).await <= baseline }).await;
 }
 
 const HANGING: usize = 6;
@@ -642,10 +678,10 @@ async fn hanging_calls_time_out_and_leave_no_tasks_behind() {
         dir,
     )
     .await;
-    let c = Arc::new(client(&gateway.mcp).await);
     // One keep-alive connection for the scrapes, so they do not add connection tasks.
     let http = reqwest::Client::new();
-    let warm = common::call(&c, "slow__list_allowed_directories", json!({})).await;
+    let warm_client = client(&gateway.mcp).await;
+    let warm = common::call(&warm_client, "slow__list_allowed_directories", json!({})).await;
     assert_eq!(warm.is_error, Some(false), "{warm:?}");
     let status: Value = http
         .get(format!("{}/api/status", gateway.base))
@@ -656,11 +692,18 @@ async fn hanging_calls_time_out_and_leave_no_tasks_behind() {
         .await
         .expect("status JSON");
     assert!(status["runtime_alive_tasks"].as_u64().is_some(), "{status}");
-    let before = alive_tasks(&http, &gateway.base).await;
-    eprintln!("alive tasks before the hanging calls: {before}");
+    // The baseline: the upstream connected and used once, no client connected.
+    let _ = warm_client.cancel().await;
+    until("the warm-up session is closed", || async {
+        sessions_open(&http, &gateway.base).await == 0
+    })
+    .await;
+    let before = own_tasks(&http, &gateway.base).await;
+    eprintln!("the gateway's own tasks before the hanging calls: {before}");
 
     // Six calls that hang inside the upstream: each reads a FIFO the test opened and never
     // writes, so the upstream never answers while the test holds it.
+    let c = Arc::new(client(&gateway.mcp).await);
     let calls: Vec<_> = (0..HANGING)
         .map(|i| {
             let c = c.clone();
@@ -690,17 +733,18 @@ async fn hanging_calls_time_out_and_leave_no_tasks_behind() {
         );
     }
     eprintln!(
-        "alive tasks once they timed out: {}",
-        alive_tasks(&http, &gateway.base).await
+        "the gateway's own tasks once they timed out: {}",
+        own_tasks(&http, &gateway.base).await
     );
     // The gateway gave up on them: whatever it ran for them has ended, although the upstream
     // still holds all six.
-    until(
+    let c = Arc::try_unwrap(c).unwrap_or_else(|_| panic!("every call has ended"));
+    close_and_expect_no_tasks_beyond(
+        c,
+        &http,
+        &gateway.base,
+        before,
         "the alive-task count returns to its value before the calls",
-        || {
-            let (http, base) = (http.clone(), gateway.base.clone());
-            async move { alive_tasks(&http, &base).await <= before }
-        },
     )
     .await;
 
@@ -710,23 +754,21 @@ async fn hanging_calls_time_out_and_leave_no_tasks_behind() {
         use std::io::Write;
         writer.write_all(b"late").expect("write");
     }
+    let c = client(&gateway.mcp).await;
     let after = common::call(&c, "slow__list_allowed_directories", json!({})).await;
     assert_eq!(after.is_error, Some(false), "{after:?}");
     let status = common::upstream_status(&gateway.base, "slow").await;
     assert_eq!(status["calls"]["errors"], HANGING, "{status}");
     assert_eq!(status["restarts"], 0, "{status}");
-    until(
+    close_and_expect_no_tasks_beyond(
+        c,
+        &http,
+        &gateway.base,
+        before,
         "the alive-task count returns after the late answers",
-        || {
-            let (http, base) = (http.clone(), gateway.base.clone());
-            async move { alive_tasks(&http, &base).await <= before }
-        },
     )
     .await;
 
-    if let Ok(c) = Arc::try_unwrap(c) {
-        let _ = c.cancel().await;
-    }
     let children = pids(dir, "slow");
     sigterm_and_wait(&mut gateway).await;
     for child in children {

@@ -201,6 +201,8 @@ async fn metrics_probes_and_call_stream_of_the_zero_config_gateway() {
         2.0
     );
     assert_eq!(sample(&after, "switchboard_sessions_active", &[]), 1.0);
+    // This client's connection at least (the scrape's own included).
+    assert!(sample(&after, "switchboard_http_connections_active", &[]) >= 1.0);
     assert_eq!(sample(&after, "switchboard_call_streams_active", &[]), 1.0);
 
     // The dashboard and its API.
