@@ -259,6 +259,12 @@ mod tests {
         )
     }
 
+    /// The next line the client reads, as JSON.
+    async fn next_message(lines: &mut tokio::io::Lines<BufReader<Read>>) -> Value {
+        let line = lines.next_line().await.expect("read").expect("a line");
+        serde_json::from_str(&line).expect("each line is one message")
+    }
+
     #[tokio::test]
     async fn concurrent_answers_arrive_whole_and_rmcp_replies_still_go_out() {
         let (mut transport, mut client_write, mut client_lines) = pipe();
@@ -270,12 +276,7 @@ mod tests {
 
         let mut ids = Vec::new();
         for _ in 0..8 {
-            let line = client_lines
-                .next_line()
-                .await
-                .expect("read")
-                .expect("a line");
-            let value: Value = serde_json::from_str(&line).expect("each line is one message");
+            let value = next_message(&mut client_lines).await;
             assert_eq!(
                 value,
                 serde_json::to_value(awkward_answer(value["id"].as_i64().expect("id")))
@@ -295,12 +296,7 @@ mod tests {
             .expect("write");
         let next = transport.receive().await.expect("the notification");
         assert!(matches!(next, rmcp::model::JsonRpcMessage::Notification(_)));
-        let reply = client_lines
-            .next_line()
-            .await
-            .expect("read")
-            .expect("a reply");
-        let reply: Value = serde_json::from_str(&reply).expect("json");
+        let reply = next_message(&mut client_lines).await;
         assert_eq!(
             reply["error"]["code"],
             json!(ErrorCode::INVALID_REQUEST.0),
