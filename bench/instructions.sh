@@ -11,7 +11,8 @@
 # and shutdown cancel out: per call = (total(2500) - total(500)) / 2000. User-space instructions
 # only: the kernel's share (syscalls, wake-ups) is not counted.
 #
-# Usage: [SWITCHBOARD_BIN=path] bench/instructions.sh     (about 2 minutes)
+# Usage: [SWITCHBOARD_BIN=path] [SERVE_ARGS="--direct-calls false"] bench/instructions.sh
+# (about 2 minutes; SERVE_ARGS are added to `switchboard serve`'s arguments)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -32,7 +33,8 @@ total() {
     switchboard)
       write_stdio_gateway_config "$work/gateway.toml" "$echo_bin"
       valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$bin" --log warn serve \
-        --config "$work/gateway.toml" --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/log" 2>&1 &
+        --config "$work/gateway.toml" --data-dir "$work/data" --listen 127.0.0.1:0 \
+        ${SERVE_ARGS:-} >"$work/log" 2>&1 &
       vg=$!
       url=
       for i in $(seq 1 600); do

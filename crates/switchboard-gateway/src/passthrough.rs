@@ -52,6 +52,7 @@ use rmcp::{
     },
     service::{PeerRequestOptions, RequestContext, ServiceError},
 };
+use switchboard_transport::direct::DirectCallProgress;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -448,24 +449,37 @@ fn service_error(upstream: &str, err: ServiceError) -> GatewayError {
 }
 
 /// Runs one job for the downstream client, inside its handler future.
-async fn run_job(peer: Peer<RoleServer>, job: Job) {
-    match job {
-        Job::Progress(params) => {
-            let _ = peer.notify_progress(params).await;
-        }
-        Job::Log(params) => {
-            let _ = peer.notify_logging_message(params).await;
-        }
-        Job::Request(request, reply) => {
-            let result = peer.send_request(request).await.map_err(|e| match e {
-                ServiceError::McpError(error) => error,
-                other => {
-                    ErrorData::internal_error(format!("the client did not answer: {other}"), None)
+fn run_job(cx: &RequestContext<RoleServer>, job: Job) -> BoxFuture<'static, ()> {
+    let peer = cx.peer.clone();
+    // A call answered without rmcp's session worker carries its own progress channel: the
+    // session's peer would send the progress to the session's standalone stream.
+    let direct = cx.extensions.get::<DirectCallProgress>().cloned();
+    async move {
+        match job {
+            Job::Progress(params) => match direct {
+                Some(direct) => {
+                    direct.notify(params).await;
                 }
-            });
-            let _ = reply.send(result);
+                None => {
+                    let _ = peer.notify_progress(params).await;
+                }
+            },
+            Job::Log(params) => {
+                let _ = peer.notify_logging_message(params).await;
+            }
+            Job::Request(request, reply) => {
+                let result = peer.send_request(request).await.map_err(|e| match e {
+                    ServiceError::McpError(error) => error,
+                    other => ErrorData::internal_error(
+                        format!("the client did not answer: {other}"),
+                        None,
+                    ),
+                });
+                let _ = reply.send(result);
+            }
         }
     }
+    .boxed()
 }
 
 /// Sends one request to the upstream's shared connection on behalf of `down` (or of the
@@ -525,14 +539,14 @@ async fn send_on(
             _ = down.cx.ct.cancelled() => {
                 return Err(GatewayError::Cancelled { upstream: name.to_string() });
             }
-            Some(job) = jobs_rx.recv() => running.push(run_job(down.cx.peer.clone(), job).boxed()),
+            Some(job) = jobs_rx.recv() => running.push(run_job(&down.cx, job)),
             Some(()) = running.next(), if !running.is_empty() => {}
         }
     };
     cancel.id = None;
     // Deliver what arrived before the response (progress, logs) before answering.
     while let Ok(job) = jobs_rx.try_recv() {
-        running.push(run_job(down.cx.peer.clone(), job).boxed());
+        running.push(run_job(&down.cx, job));
     }
     while running.next().await.is_some() {}
     result.map_err(|e| service_error(name, e))

@@ -37,6 +37,9 @@ pub struct GatewayServer {
     /// This session, for per-client upstream children; dropped with the instance, which
     /// ends them ([`crate::children`]).
     session: Arc<ClientSession>,
+    /// Where HTTP sessions register to have their plain calls answered without rmcp's
+    /// session worker ([`switchboard_transport::direct`]); `None`: not served that way.
+    direct: Option<Arc<switchboard_transport::DirectSessions>>,
 }
 
 /// A clone serves a new session (or one stateless request): it starts with its own log level
@@ -48,6 +51,7 @@ impl Clone for GatewayServer {
             log_level: Arc::new(Mutex::new(None)),
             transport_identity: self.transport_identity.clone(),
             session: ClientSession::new(),
+            direct: self.direct.clone(),
         }
     }
 }
@@ -59,6 +63,41 @@ impl GatewayServer {
             log_level: Arc::new(Mutex::new(None)),
             transport_identity: None,
             session: ClientSession::new(),
+            direct: None,
+        }
+    }
+
+    /// Registers each HTTP session in `direct`, which then answers its plain `tools/call`
+    /// requests itself ([`switchboard_transport::direct`]).
+    pub fn with_direct_sessions(
+        mut self,
+        direct: Arc<switchboard_transport::DirectSessions>,
+    ) -> GatewayServer {
+        self.direct = Some(direct);
+        self
+    }
+
+    /// This instance's session, seen through a second handle (which registers nothing):
+    /// what serves the session's direct calls.
+    fn same_session(&self) -> GatewayServer {
+        GatewayServer {
+            gateway: self.gateway.clone(),
+            log_level: self.log_level.clone(),
+            transport_identity: self.transport_identity.clone(),
+            session: self.session.clone(),
+            direct: None,
+        }
+    }
+
+    /// Registers this instance's HTTP session for direct calls, if it is one and is not yet
+    /// registered (a session rebuilt from its sealed id registers on its first call).
+    fn register_direct(
+        &self,
+        extensions: &rmcp::model::Extensions,
+        peer: &rmcp::service::Peer<RoleServer>,
+    ) {
+        if let Some(direct) = &self.direct {
+            direct.register(extensions, peer, || self.same_session());
         }
     }
 
@@ -258,6 +297,7 @@ impl ServerHandler for GatewayServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        self.register_direct(&context.extensions, &context.peer);
         let name = request.name.clone();
         let principal = self.principal(&context);
         // Boxed: the relayed call is a deep future, and rmcp nests every handler's future.
@@ -290,6 +330,7 @@ impl ServerHandler for GatewayServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.register_direct(&context.extensions, &context.peer);
         self.gateway.hub().register(context.peer);
     }
 

@@ -469,6 +469,16 @@ impl Observer {
             "Open TCP connections on the HTTP listener (each one a task while it is open)",
             gauge(http.map_or(0, |h| h.connections.count())),
         );
+        let direct_calls = Counter::<u64>::default();
+        direct_calls.inc_by(
+            http.and_then(|h| h.direct.as_ref())
+                .map_or(0, |d| d.served_count()),
+        );
+        registry.register(
+            "direct_calls",
+            "Session-era tools/call answered in the connection's task, without rmcp's session worker",
+            direct_calls,
+        );
         registry.register(
             "call_streams_active",
             "Open /api/calls/stream connections",

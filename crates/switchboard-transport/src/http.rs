@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     TransportError,
+    direct::{self, DirectRoute, DirectSessions},
     guard::{HostOriginPolicy, host_origin_guard},
     legacy_sse::{self, LegacySseStats, SseSettings},
     sealed::{self, SealedSessionStore, SessionKeys, SessionSealer},
@@ -77,6 +78,10 @@ pub struct HttpLimits {
     /// Seals and opens session-era `Mcp-Session-Id`s ([`crate::sealed`]). `None` (the
     /// default) makes a key at start: sessions then resume on this process only.
     pub session_sealer: Option<Arc<SessionSealer>>,
+    /// Sessions whose plain `tools/call` requests are answered without rmcp's session worker
+    /// ([`crate::direct`]); the server registers them. `None` (the default): every request
+    /// goes through rmcp.
+    pub direct_sessions: Option<Arc<DirectSessions>>,
 }
 
 impl Default for HttpLimits {
@@ -93,6 +98,7 @@ impl Default for HttpLimits {
             sse_queue_len: 64,
             shutdown_grace: Duration::from_secs(10),
             session_sealer: None,
+            direct_sessions: None,
         }
     }
 }
@@ -160,6 +166,8 @@ pub struct HttpStats {
     pub sealer: Option<Arc<SessionSealer>>,
     /// TCP connections open on the listener (zero for a router served by its embedder).
     pub connections: OpenConnections,
+    /// The sessions served without rmcp's session worker, when that is on.
+    pub direct: Option<Arc<DirectSessions>>,
 }
 
 /// How many accepted connections are open. Each is a task of the server's that its client
@@ -285,7 +293,12 @@ where
             local = local.with_event_store(store.clone());
             stats.event_store = Some(store);
         }
-        let sessions = Arc::new(CappedSessionManager::new(local, limits.max_sessions));
+        let mut capped = CappedSessionManager::new(local, limits.max_sessions);
+        if let Some(direct) = &limits.direct_sessions {
+            capped = capped.with_direct_sessions(direct.clone());
+            stats.direct = Some(direct.clone());
+        }
+        let sessions = Arc::new(capped);
         stats.sessions = Some(sessions.clone());
         let sealer = limits.session_sealer.clone().unwrap_or_else(|| {
             Arc::new(SessionSealer::new(
@@ -297,12 +310,27 @@ where
         let make = factory.clone();
         let service = StreamableHttpService::new(
             move || make(),
-            sessions,
+            sessions.clone(),
             limits.rmcp_config(cancel.child_token(), &sealer),
         );
-        router = router.merge(axum::Router::new().nest_service(MCP_PATH, service).layer(
-            axum::middleware::from_fn_with_state(sealer, sealed::seal_session_ids),
-        ));
+        let mut mcp = axum::Router::new().nest_service(MCP_PATH, service);
+        if let Some(direct) = &limits.direct_sessions {
+            // Inside the sealing layer: it sees rmcp's session ids.
+            let route = DirectRoute {
+                direct: direct.clone(),
+                sessions,
+                max_body_bytes: limits.max_body_bytes,
+                idle_timeout: limits.session_idle_timeout,
+            };
+            mcp = mcp.layer(axum::middleware::from_fn_with_state(
+                route,
+                direct::direct_tool_calls,
+            ));
+        }
+        router = router.merge(mcp.layer(axum::middleware::from_fn_with_state(
+            sealer,
+            sealed::seal_session_ids,
+        )));
     }
     if routes.legacy_sse() {
         let settings = SseSettings {

@@ -13,6 +13,7 @@
 //! starts a session.
 
 mod coalesce;
+pub mod direct;
 pub mod guard;
 mod http;
 pub mod legacy_sse;
@@ -22,6 +23,7 @@ pub mod sse;
 pub mod stdio_serving;
 pub mod upstream;
 
+pub use direct::DirectSessions;
 pub use http::{
     DEFAULT_SESSION_MAX_AGE, HttpLimits, HttpRoutes, HttpServer, HttpStats, MCP_PATH,
     OpenConnections, router, serve_http, serve_http_with, serve_http_wrapped,

@@ -69,6 +69,9 @@ pub struct CappedSessionManager {
     /// Most sessions open since memory was last handed back to the operating system.
     peak_since_trim: std::sync::atomic::AtomicUsize,
     trim: Arc<TrimState>,
+    /// Sessions whose calls are answered without rmcp's worker ([`crate::direct`]), which
+    /// forget a session when it closes.
+    direct: Option<Arc<crate::direct::DirectSessions>>,
 }
 
 /// When to hand freed memory back (see [`CappedSessionManager::publish_count`]).
@@ -99,7 +102,40 @@ impl CappedSessionManager {
             count: watch::Sender::new(0),
             peak_since_trim: std::sync::atomic::AtomicUsize::new(0),
             trim: Arc::default(),
+            direct: None,
         }
+    }
+
+    /// Tells `direct` when a session closes, so it stops serving it.
+    pub fn with_direct_sessions(mut self, direct: Arc<crate::direct::DirectSessions>) -> Self {
+        self.direct = Some(direct);
+        self
+    }
+
+    /// Marks `id` used, and busy (not to be moved out of memory) until the guard is dropped:
+    /// a call answered without rmcp's worker ([`crate::direct`]).
+    pub(crate) fn mark_busy(&self, id: &SessionId) -> impl Drop + use<> {
+        self.with_residency(|residency| residency.open_stream(id));
+        BusyGuard {
+            residency: self.residency.clone(),
+            id: id.clone(),
+        }
+    }
+
+    /// Resets the idle clock of `id`'s rmcp worker, in the background. The worker counts only
+    /// the events that pass through it, so a session served directly would otherwise be
+    /// reaped as idle while in use. The event is the close of a request stream that never
+    /// exists (rmcp numbers them from 0), which changes nothing else.
+    pub(crate) fn keep_alive(self: &Arc<Self>, id: SessionId) {
+        let sessions = self.clone();
+        tokio::spawn(async move {
+            let handle = sessions.inner.sessions.read().await.get(&id).cloned();
+            if let Some(handle) = handle
+                && let Err(why) = handle.close_request_wise_channel(u64::MAX).await
+            {
+                tracing::debug!(%why, "keeping a directly served session alive");
+            }
+        });
     }
 
     /// Sessions currently open.
@@ -134,6 +170,7 @@ impl CappedSessionManager {
                     limit: self.max_sessions,
                 });
             };
+            self.forget_direct(&victim);
             if let Err(why) = SessionManager::close_session(&self.inner, &victim).await {
                 tracing::debug!(%why, "closing an evicted session");
             }
@@ -150,6 +187,12 @@ impl CappedSessionManager {
 
     fn touch(&self, id: &SessionId) {
         self.with_residency(|residency| residency.touch(id));
+    }
+
+    fn forget_direct(&self, id: &SessionId) {
+        if let Some(direct) = &self.direct {
+            direct.forget(id);
+        }
     }
 
     /// Marks `id` busy until the returned stream is dropped.
@@ -243,6 +286,7 @@ impl SessionManager for CappedSessionManager {
             self.publish_count().await;
             return Ok(());
         }
+        self.forget_direct(id);
         let closed = SessionManager::close_session(&self.inner, id).await;
         self.publish_count().await;
         Ok(closed?)

@@ -41,9 +41,15 @@ type SharedOutput<W> = Arc<Mutex<Option<W>>>;
 /// The output is the JSON serde_json would write for it (same escapes, same shortest
 /// round-trip numbers), only faster on long strings.
 pub fn encode_line<T: Serialize + ?Sized>(message: &T, out: &mut Vec<u8>) -> io::Result<()> {
-    sonic_rs::to_writer(&mut *out, message).map_err(io::Error::other)?;
+    encode_json(message, out)?;
     out.push(b'\n');
     Ok(())
+}
+
+/// Encodes `message` as JSON into `out`, as [`encode_line`] does, without the newline: the
+/// body of an HTTP answer ([`crate::direct`]).
+pub fn encode_json<T: Serialize + ?Sized>(message: &T, out: &mut Vec<u8>) -> io::Result<()> {
+    sonic_rs::to_writer(&mut *out, message).map_err(io::Error::other)
 }
 
 /// Writes `line` whole to `output` and flushes it.

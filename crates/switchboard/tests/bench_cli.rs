@@ -186,6 +186,22 @@ async fn bench_wire_url_speaks_both_eras_and_reports_the_gateway_cpu() {
             "{report}"
         );
     }
+    // The session-era calls (2 runs × (60 + 8 warm-up)) were answered without rmcp's session
+    // worker: the wire client sends no progress token and declares no capability. A session
+    // registers when its `notifications/initialized` is handled, which can come after its
+    // first calls were sent: at most one call per worker per run (8) went through rmcp.
+    let metrics = reqwest::get(format!("{}/metrics", gateway.base))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics");
+    let direct = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("switchboard_direct_calls_total "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no switchboard_direct_calls_total in {metrics}"));
+    assert!((128..=136).contains(&direct), "{direct} direct calls");
 
     // Answers are matched and judged: an unknown tool fails every call, or the run.
     let report = bench_tool(

@@ -203,6 +203,11 @@ async fn metrics_probes_and_call_stream_of_the_zero_config_gateway() {
     assert_eq!(sample(&after, "switchboard_sessions_active", &[]), 1.0);
     // This client's connection at least (the scrape's own included).
     assert!(sample(&after, "switchboard_http_connections_active", &[]) >= 1.0);
+    // rmcp's client declares no capability the gateway could use during a call, so its calls
+    // were answered without rmcp's session worker; the first one only if the session's
+    // `notifications/initialized`, which registers it, was handled before it arrived.
+    let direct = sample(&after, "switchboard_direct_calls_total", &[]);
+    assert!((2.0..=3.0).contains(&direct), "{after}");
     assert_eq!(sample(&after, "switchboard_call_streams_active", &[]), 1.0);
 
     // The dashboard and its API.

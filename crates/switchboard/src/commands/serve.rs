@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// them without a restart (0: only on SIGHUP). SIGHUP always reloads.
     #[arg(long, default_value_t = 2)]
     pub watch_secs: u64,
+    /// Answer session-era `tools/call` requests (from a client that declared no roots,
+    /// sampling, elicitation or tasks) in the HTTP connection's task, as one JSON body (an
+    /// event stream when progress comes first), instead of through rmcp's session worker.
+    /// `false` sends every request through rmcp.
+    #[arg(long, env = "SWITCHBOARD_DIRECT_CALLS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub direct_calls: bool,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -314,6 +320,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let wrap_auth = authenticator.clone();
         let mut http_limits = args.http.http_limits();
         http_limits.session_sealer = Some(sealer.clone());
+        // Session-era calls answered without rmcp's session worker (see
+        // `switchboard_transport::direct`).
+        let server = if args.direct_calls {
+            let direct = Arc::new(switchboard_transport::DirectSessions::new());
+            http_limits.direct_sessions = Some(direct.clone());
+            server.with_direct_sessions(direct)
+        } else {
+            server
+        };
         let http = switchboard_transport::serve_http_wrapped(
             move || Ok(server.clone()),
             args.http.listen,

@@ -124,6 +124,7 @@ impl HttpArgs {
             sse_queue_len: self.sse_queue_len,
             shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
             session_sealer: None,
+            direct_sessions: None,
         }
     }
 }
