@@ -23,14 +23,7 @@ sb=$(realpath "${SWITCHBOARD_BIN:-target/release/switchboard}")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 write_stdio_gateway_config "$work/stdio.toml" "$sb"
-cat >"$work/inproc.toml" <<TOML
-[audit]
-enabled = false
-[[upstream]]
-name = "echo"
-builtin = { server = "echo" }
-prefix = "never"
-TOML
+write_inproc_gateway_config "$work/inproc.toml"
 
 results=$work/results.jsonl
 for rep in $(seq 1 "$reps"); do

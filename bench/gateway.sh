@@ -39,14 +39,7 @@ start() {
   echo "$name did not start" >&2; cat "$work/$name.err" >&2; exit 1
 }
 
-cat >"$work/inproc.toml" <<TOML
-[audit]
-enabled = false
-[[upstream]]
-name = "echo"
-builtin = { server = "echo" }
-prefix = "never"
-TOML
+write_inproc_gateway_config "$work/inproc.toml"
 write_stdio_gateway_config "$work/stdio.toml" "$sb"
 cat >"$work/secure.toml" <<TOML
 [[upstream]]

@@ -17,6 +17,19 @@ prefix = "never"
 TOML
 }
 
+# write_inproc_gateway_config FILE: `switchboard serve` with the echo server mounted in-process
+# (tool name `echo`, no prefix) and the audit log off.
+write_inproc_gateway_config() {
+  cat >"$1" <<TOML
+[audit]
+enabled = false
+[[upstream]]
+name = "echo"
+builtin = { server = "echo" }
+prefix = "never"
+TOML
+}
+
 # write_mcp_proxy_config FILE PORT ECHO_BIN: the Rust mcp-proxy on 127.0.0.1:PORT with the
 # echo server as its one stdio backend (tool name `echo/echo`, served at `/`).
 write_mcp_proxy_config() {

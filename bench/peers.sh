@@ -138,14 +138,7 @@ add_case() {
 echo_cmd=("$sb" --log warn server echo)
 
 write_stdio_gateway_config "$work/stdio.toml" "$sb"
-cat >"$work/inproc.toml" <<TOML
-[audit]
-enabled = false
-[[upstream]]
-name = "echo"
-builtin = { server = "echo" }
-prefix = "never"
-TOML
+write_inproc_gateway_config "$work/inproc.toml"
 launch switchboard "$sb" --log warn serve --config "$work/stdio.toml" --data-dir "$work/sb-data" --listen 127.0.0.1:0
 url=$(listening switchboard) || { cat "$work/switchboard.log" >&2; exit 1; }
 add_case switchboard "$url" echo

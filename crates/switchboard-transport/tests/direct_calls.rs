@@ -4,14 +4,14 @@
 //! closed session is forgotten and, rebuilt from its sealed id, served directly again.
 //! Waits are on signals and the session-count watch, never on sleeps.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
+mod common;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
 };
 
+use common::wait_sessions;
 use serde_json::{Value, json};
 use switchboard_transport::{
     DirectSessions, HttpLimits, HttpRoutes, HttpServer, direct::DirectCallProgress, serve_http,
@@ -279,20 +279,6 @@ fn text_of(message: &Value) -> &str {
         .unwrap_or_else(|| panic!("no text in {message}"))
 }
 
-async fn wait_sessions(fx: &Fixture, n: usize) {
-    let mut watch = fx
-        .server
-        .stats
-        .sessions
-        .as_ref()
-        .expect("/mcp served")
-        .watch_count();
-    tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|c| *c == n))
-        .await
-        .expect("session count never reached the expected value")
-        .expect("server gone");
-}
-
 #[tokio::test]
 async fn plain_calls_are_answered_directly_by_the_session_s_own_handler() {
     let fx = start().await;
@@ -425,7 +411,7 @@ async fn a_closed_session_is_forgotten_and_a_rebuilt_one_served_directly_again()
         .await
         .expect("DELETE");
     assert!(closed.status().is_success(), "{}", closed.status());
-    wait_sessions(&fx, 0).await;
+    wait_sessions(&fx.server, 0).await;
     assert_eq!(fx.direct.len(), 0);
 }
 

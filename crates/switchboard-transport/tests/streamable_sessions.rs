@@ -3,8 +3,11 @@
 //! and `Last-Event-ID` replay from the bounded event store.
 //! Waits are on the session-count watch, never on sleeps.
 
+mod common;
+
 use std::{sync::Arc, time::Duration};
 
+use common::wait_sessions;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use switchboard_fs::{FsConfig, FsServer, Limits};
@@ -28,19 +31,6 @@ async fn start(root: &std::path::Path, limits: HttpLimits) -> HttpServer {
     )
     .await
     .expect("serve")
-}
-
-async fn wait_sessions(server: &HttpServer, n: usize) {
-    let mut watch = server
-        .stats
-        .sessions
-        .as_ref()
-        .expect("/mcp served")
-        .watch_count();
-    tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|c| *c == n))
-        .await
-        .expect("session count never reached the expected value")
-        .expect("server gone");
 }
 
 fn post(http: &reqwest::Client, url: &str, body: &Value) -> reqwest::RequestBuilder {
