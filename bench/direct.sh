@@ -33,13 +33,7 @@ for rep in $(seq 1 "$reps"); do
       "$sb" --log warn serve --config "$work/$upstream.toml" --data-dir "$work/data" \
         --listen 127.0.0.1:0 --direct-calls "$direct" >"$work/gateway.log" 2>&1 &
       gateway=$!
-      url=
-      for _ in $(seq 1 200); do
-        url=$(grep -o 'http://[0-9.:]*/mcp' "$work/gateway.log" | head -n1 || true)
-        [ -n "$url" ] && break
-        sleep 0.05
-      done
-      [ -n "$url" ] || { cat "$work/gateway.log" >&2; exit 1; }
+      url=$(listening_url "$work/gateway.log") || { cat "$work/gateway.log" >&2; exit 1; }
       for c in 1 16; do
         "$sb" --log error bench --json --wire --era initialize --url "$url" --tool echo \
           --args '{"message":"hello"}' --concurrency "$c" --duration "$secs" \

@@ -36,12 +36,7 @@ total() {
         --config "$work/gateway.toml" --data-dir "$work/data" --listen 127.0.0.1:0 \
         ${SERVE_ARGS:-} >"$work/log" 2>&1 &
       vg=$!
-      url=
-      for i in $(seq 1 600); do
-        url=$(grep -o 'http://[0-9.:]*/mcp' "$work/log" | head -n1 || true)
-        [ -n "$url" ] && break
-        sleep 0.1
-      done
+      url=$(listening_url "$work/log" 60 || true)
       tool=echo ;;
     mcp-proxy)
       port=$(free_port)

@@ -4,6 +4,18 @@
 # free_port: a TCP port on 127.0.0.1 that nothing listens on now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# listening_url LOG [SECONDS]: the `listening on http://ADDR/mcp` URL a switchboard process
+# writes to LOG, waited for up to SECONDS (default 30); prints nothing and fails if none came.
+listening_url() {
+  local log=$1 tries=$(( ${2:-30} * 10 )) url _
+  for _ in $(seq 1 "$tries"); do
+    url=$(grep -o 'http://[0-9.:]*/mcp' "$log" 2>/dev/null | head -n1 || true)
+    if [ -n "$url" ]; then echo "$url"; return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
 # write_stdio_gateway_config FILE ECHO_BIN: `switchboard serve` with the echo server as a stdio
 # child (tool name `echo`, no prefix) and the audit log off, as peers have none.
 write_stdio_gateway_config() {

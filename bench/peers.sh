@@ -117,15 +117,7 @@ tree_pids() {
   done
 }
 # listening NAME: the URL of a switchboard-style "listening on http://ADDR/mcp" line.
-listening() {
-  local i url
-  for i in $(seq 1 200); do
-    url=$(grep -o 'http://[0-9.:]*/mcp' "$work/$1.log" 2>/dev/null | head -n1 || true)
-    if [ -n "$url" ]; then echo "$url"; return 0; fi
-    sleep 0.05
-  done
-  return 1
-}
+listening() { listening_url "$work/$1.log" 10; }
 
 # Labels, URLs, tools and headers of the cases that started, in report order.
 names=(); urls=(); tools=(); headers=(); case_roots=()
