@@ -116,12 +116,6 @@ impl DirectSessions {
         self.len() == 0
     }
 
-    /// Whether the session that `extensions` (a request's or notification's, over
-    /// Streamable HTTP) belongs to is registered.
-    pub fn is_registered(&self, extensions: &Extensions) -> bool {
-        session_of(extensions).is_some_and(|sid| self.get(sid).is_some())
-    }
-
     /// Registers the session that `extensions` belongs to, served by the handler `view`
     /// makes (called only when the session is not yet registered). A request or notification
     /// that did not come over a Streamable HTTP session (stdio, a stateless request, a
@@ -378,15 +372,16 @@ pub(crate) async fn direct_tool_calls(
             request: ClientRequest::CallToolRequest(call),
             ..
         })) if plain_call(&call) => {
-            let session_id =
-                rmcp::transport::streamable_http_server::session::SessionId::from(sid.to_string());
-            let _busy = route.sessions.mark_busy(&session_id);
+            // rmcp's session ids are `Arc<str>`.
+            let busy = route.sessions.mark_busy(&sid);
             if entry.due_for_keep_alive(route.direct.now_ms(), route.idle_timeout / 4) {
-                route.sessions.keep_alive(session_id.clone());
+                route.sessions.keep_alive(sid.clone());
             }
             route.direct.served.fetch_add(1, Ordering::Relaxed);
             if !wants_progress(&call) {
-                return json_answer(&entry.call(id, call, parts, None).await);
+                let answer = entry.call(id, call, parts, None).await;
+                drop(busy);
+                return json_answer(&answer);
             }
             let (progress, mut reported) = mpsc::channel(PROGRESS_QUEUE);
             let mut answering = entry.call(id, call, parts, Some(DirectCallProgress(progress)));
@@ -394,14 +389,14 @@ pub(crate) async fn direct_tool_calls(
                 biased;
                 answer = &mut answering => match reported.try_recv() {
                     // Progress came just before the answer: both go, in order, as events.
-                    Ok(first) => event_stream(first, reported, answer_when_ready(answer)),
+                    Ok(first) => event_stream(first, reported, answer_when_ready(answer), busy),
                     Err(_) => json_answer(&answer),
                 },
                 Some(first) = reported.recv() => {
                     // Progress before the answer: the answer becomes an event stream, and the
                     // call, already under way, moves to its own task so the stream can pass
                     // each event on as it comes.
-                    event_stream(first, reported, tokio::spawn(answering))
+                    event_stream(first, reported, tokio::spawn(answering), busy)
                 }
             }
         }
@@ -502,11 +497,13 @@ fn answer_when_ready(
 }
 
 /// An event-stream answer: the `first` progress notification, the rest as the handler sends
-/// them (until its context, and so its sender, is dropped), then the answer.
+/// them (until its context, and so its sender, is dropped), then the answer. `busy` (the
+/// session's busy mark) is held until the stream ends.
 fn event_stream(
     first: ServerJsonRpcMessage,
     rest: mpsc::Receiver<ServerJsonRpcMessage>,
     answer: impl Future<Output = Result<ServerJsonRpcMessage, tokio::task::JoinError>> + Send + 'static,
+    busy: impl Send + 'static,
 ) -> Response {
     use futures::StreamExt;
     let answer = futures::stream::once(answer).map(|answer| {
@@ -520,7 +517,8 @@ fn event_stream(
     let events = futures::stream::once(std::future::ready(first))
         .chain(tokio_stream::wrappers::ReceiverStream::new(rest))
         .chain(answer)
-        .map(|message| {
+        .map(move |message| {
+            let _busy = &busy;
             let mut data = Vec::with_capacity(256);
             crate::stdio_serving::encode_json(&message, &mut data)?;
             let data = String::from_utf8(data).map_err(std::io::Error::other)?;
