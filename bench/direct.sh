@@ -29,11 +29,8 @@ results=$work/results.jsonl
 for rep in $(seq 1 "$reps"); do
   for upstream in stdio inproc; do
     for direct in true false; do
-      rm -rf "$work/data"
-      "$sb" --log warn serve --config "$work/$upstream.toml" --data-dir "$work/data" \
-        --listen 127.0.0.1:0 --direct-calls "$direct" >"$work/gateway.log" 2>&1 &
-      gateway=$!
-      url=$(listening_url "$work/gateway.log") || { cat "$work/gateway.log" >&2; exit 1; }
+      start_gateway "$sb" "$work/$upstream.toml" "$work" --direct-calls "$direct"
+      gateway=$GATEWAY_PID url=$GATEWAY_URL
       for c in 1 16; do
         "$sb" --log error bench --json --wire --era initialize --url "$url" --tool echo \
           --args '{"message":"hello"}' --concurrency "$c" --duration "$secs" \

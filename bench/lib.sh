@@ -16,6 +16,19 @@ listening_url() {
   return 1
 }
 
+# start_gateway SWITCHBOARD_BIN CONFIG WORK [SERVE_ARGS...]: starts `switchboard serve` with
+# CONFIG on an ephemeral loopback port, a fresh WORK/data and its log in WORK/gateway.log;
+# sets GATEWAY_PID and GATEWAY_URL (`http://ADDR/mcp`), or prints the log and fails.
+start_gateway() {
+  local sb=$1 config=$2 work=$3
+  shift 3
+  rm -rf "$work/data"
+  "$sb" --log warn serve --config "$config" --data-dir "$work/data" --listen 127.0.0.1:0 "$@" \
+    >"$work/gateway.log" 2>&1 &
+  GATEWAY_PID=$!
+  GATEWAY_URL=$(listening_url "$work/gateway.log") || { cat "$work/gateway.log" >&2; return 1; }
+}
+
 # write_stdio_gateway_config FILE ECHO_BIN: `switchboard serve` with the echo server as a stdio
 # child (tool name `echo`, no prefix) and the audit log off, as peers have none.
 write_stdio_gateway_config() {

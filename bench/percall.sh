@@ -59,14 +59,10 @@ echo "| gateway → stdio echo, c=16 | calls in ${secs} s | user µs/call | syst
 echo "|---|---|---|---|---|---|"
 write_stdio_gateway_config "$work/gateway.toml" "$sb"
 for direct in true false; do
-  rm -rf "$work/data"
-  "$sb" --log warn serve --config "$work/gateway.toml" --data-dir "$work/data" \
-    --listen 127.0.0.1:0 --direct-calls "$direct" >"$work/gateway.log" 2>&1 &
-  gateway=$!
-  url=$(listening_url "$work/gateway.log") || { cat "$work/gateway.log" >&2; exit 1; }
-  measure "Switchboard, --direct-calls $direct" "$gateway" "$url" echo
-  kill "$gateway"
-  wait "$gateway" 2>/dev/null || true
+  start_gateway "$sb" "$work/gateway.toml" "$work" --direct-calls "$direct"
+  measure "Switchboard, --direct-calls $direct" "$GATEWAY_PID" "$GATEWAY_URL" echo
+  kill "$GATEWAY_PID"
+  wait "$GATEWAY_PID" 2>/dev/null || true
 done
 if [ -x "$rs_proxy" ]; then
   port=$(free_port)

@@ -159,8 +159,12 @@ impl DirectSessions {
         drop(removed);
     }
 
-    fn get(&self, sid: &str) -> Option<Arc<dyn DirectSession>> {
-        self.sessions.read().ok()?.get(sid).cloned()
+    /// The registered session `sid`, with its id as the map holds it (rmcp's `Arc<str>`, so
+    /// a request needs no copy of its own).
+    fn get(&self, sid: &str) -> Option<(Arc<str>, Arc<dyn DirectSession>)> {
+        let sessions = self.sessions.read().ok()?;
+        let (id, entry) = sessions.get_key_value(sid)?;
+        Some((id.clone(), entry.clone()))
     }
 
     fn now_ms(&self) -> u64 {
@@ -347,7 +351,7 @@ pub(crate) async fn direct_tool_calls(
         .headers()
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|sid| Some((Arc::<str>::from(sid), route.direct.get(sid)?)));
+        .and_then(|sid| route.direct.get(sid));
     let Some((sid, entry)) = entry else {
         return next.run(request).await;
     };
@@ -372,7 +376,6 @@ pub(crate) async fn direct_tool_calls(
             request: ClientRequest::CallToolRequest(call),
             ..
         })) if plain_call(&call) => {
-            // rmcp's session ids are `Arc<str>`.
             let busy = route.sessions.mark_busy(&sid);
             if entry.due_for_keep_alive(route.direct.now_ms(), route.idle_timeout / 4) {
                 route.sessions.keep_alive(sid.clone());

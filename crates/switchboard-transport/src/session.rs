@@ -115,11 +115,7 @@ impl CappedSessionManager {
     /// Marks `id` used, and busy (not to be moved out of memory) until the guard is dropped:
     /// a call answered without rmcp's worker ([`crate::direct`]).
     pub(crate) fn mark_busy(&self, id: &SessionId) -> impl Drop + use<> {
-        self.with_residency(|residency| residency.open_stream(id));
-        BusyGuard {
-            residency: self.residency.clone(),
-            id: id.clone(),
-        }
+        self.busy(id)
     }
 
     /// Resets the idle clock of `id`'s rmcp worker, in the background. The worker counts only
@@ -197,13 +193,18 @@ impl CappedSessionManager {
 
     /// Marks `id` busy until the returned stream is dropped.
     fn track<S>(&self, id: &SessionId, stream: S) -> TrackedStream<S> {
-        self.with_residency(|residency| residency.open_stream(id));
         TrackedStream {
             inner: stream,
-            _busy: BusyGuard {
-                residency: self.residency.clone(),
-                id: id.clone(),
-            },
+            _busy: self.busy(id),
+        }
+    }
+
+    /// Marks `id` used and busy until the guard is dropped.
+    fn busy(&self, id: &SessionId) -> BusyGuard {
+        self.with_residency(|residency| residency.open_stream(id));
+        BusyGuard {
+            residency: self.residency.clone(),
+            id: id.clone(),
         }
     }
 

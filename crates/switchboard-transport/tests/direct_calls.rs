@@ -273,6 +273,20 @@ fn call(id: u64, name: &str, meta: Option<Value>) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
 }
 
+/// The (token, progress) of each progress notification among `messages`, in order.
+fn progress_of(messages: &[Value]) -> Vec<(Value, Value)> {
+    messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| {
+            (
+                m["params"]["progressToken"].clone(),
+                m["params"]["progress"].clone(),
+            )
+        })
+        .collect()
+}
+
 fn text_of(message: &Value) -> &str {
     message["result"]["content"][0]["text"]
         .as_str()
@@ -446,18 +460,8 @@ async fn progress_of_a_direct_call_rides_its_answer() {
         content_type.as_ref().and_then(|v| v.to_str().ok()),
         Some("text/event-stream")
     );
-    let progress: Vec<_> = steps
-        .iter()
-        .filter(|m| m["method"] == "notifications/progress")
-        .map(|m| {
-            (
-                m["params"]["progressToken"].clone(),
-                m["params"]["progress"].clone(),
-            )
-        })
-        .collect();
     assert_eq!(
-        progress,
+        progress_of(&steps),
         vec![(json!("p"), json!(1.0)), (json!("p"), json!(2.0))]
     );
     let last = steps.last().expect("messages");
@@ -476,12 +480,10 @@ async fn progress_of_a_direct_call_rides_its_answer() {
     .expect("POST");
     fx.signals.release.notify_one();
     let paced = messages(response).await;
-    let steps: Vec<_> = paced
-        .iter()
-        .filter(|m| m["method"] == "notifications/progress")
-        .map(|m| m["params"]["progress"].clone())
-        .collect();
-    assert_eq!(steps, vec![json!(1.0), json!(2.0)]);
+    assert_eq!(
+        progress_of(&paced),
+        vec![(json!("q"), json!(1.0)), (json!("q"), json!(2.0))]
+    );
     assert_eq!(text_of(paced.last().expect("messages")), "done");
     assert_eq!(fx.direct.served_count(), before + 2);
 }
